@@ -1,0 +1,176 @@
+"""Thin ctypes wrappers for the Linux syscalls Python 3.11 lacks.
+
+Everything here raises OSError with errno set, like the os module does. libc is loaded by
+name (never ctypes.util.find_library, which spawns processes).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+# clone / unshare flags
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount flags
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MS_LAZYTIME = 0x2000000
+
+MNT_DETACH = 0x2
+
+# prctl
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# openat2 resolve flags
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+SYS_pivot_root = 155
+SYS_setns = 308
+SYS_openat2 = 437
+SYS_capget = 125
+SYS_capset = 126
+SYS_close_range = 436
+SYS_mount_setattr = 442
+
+
+def _check(ret: int, what: str = "", path: str | None = None) -> int:
+    if ret == -1:
+        err = ctypes.get_errno()
+        if path is not None:
+            raise OSError(err, f"{what}: {os.strerror(err)}", path)
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return ret
+
+
+def unshare(flags: int) -> None:
+    _check(libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
+          data: str | None = None) -> None:
+    ret = libc.mount(
+        source.encode() if source is not None else None,
+        target.encode(),
+        fstype.encode() if fstype is not None else None,
+        ctypes.c_ulong(flags),
+        data.encode() if data else None,
+    )
+    _check(ret, "mount", target)
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(libc.umount2(target.encode(), ctypes.c_int(flags)), "umount", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    ret = libc.syscall(ctypes.c_long(SYS_pivot_root), new_root.encode(), put_old.encode())
+    _check(ret, "pivot_root", new_root)
+
+
+def sethostname(name: str) -> None:
+    b = name.encode()
+    _check(libc.sethostname(b, ctypes.c_size_t(len(b))), "sethostname")
+
+
+def setdomainname(name: str) -> None:
+    b = name.encode()
+    _check(libc.setdomainname(b, ctypes.c_size_t(len(b))), "setdomainname")
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return _check(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                             ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+
+
+def set_dumpable(on: bool) -> None:
+    prctl(PR_SET_DUMPABLE, 1 if on else 0)
+
+
+def set_child_subreaper() -> None:
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def set_pdeathsig(sig: int) -> None:
+    prctl(PR_SET_PDEATHSIG, sig)
+
+
+def set_no_new_privs() -> None:
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2): open `path` relative to `dirfd` under the `resolve` restrictions."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    while True:
+        ret = libc.syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), path.encode(),
+                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
+        if ret == -1 and ctypes.get_errno() == 11:  # EAGAIN: a rename raced the lookup, retry
+            continue
+        return _check(ret, "openat2", path)
+
+
+def close_range_from(first: int, keep: set[int] | frozenset[int] = frozenset()) -> None:
+    """Close every fd >= first except those in keep (used right before exec)."""
+    lo = first
+    for k in sorted(k for k in keep if k >= first):
+        if k > lo:
+            _close_range(lo, k - 1)
+        lo = k + 1
+    _close_range(lo, 0xFFFFFFFF)
+
+
+def _close_range(lo: int, hi: int) -> None:
+    ret = libc.syscall(ctypes.c_long(SYS_close_range), ctypes.c_uint(lo), ctypes.c_uint(hi),
+                       ctypes.c_uint(0))
+    if ret == -1:
+        os.closerange(lo, min(hi + 1, 65536))
