@@ -1,0 +1,351 @@
+"""The runc-compatible command line. It only parses arguments and calls the library.
+
+A small hand-written parser instead of argparse: it costs nothing to import, and it takes flags
+exactly as runc's (urfave/cli) does: `--flag value`, `--flag=value`, `-f value`, booleans,
+flags before or between positional arguments (but not after an exec command's first argument).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import __version__
+from .errors import RuntimeFailure
+from .log import log
+from .spec import SPEC_VERSION
+
+# flag spec: name -> (aliases, takes_value)
+GLOBAL_FLAGS = {
+    "root": (("--root",), True), "log": (("--log",), True), "log-format": (("--log-format",), True),
+    "debug": (("--debug",), False), "systemd-cgroup": (("--systemd-cgroup",), False),
+    "rootless": (("--rootless",), True), "criu": (("--criu",), True),
+    "help": (("--help", "-h"), False), "version": (("--version", "-v"), False),
+}
+CREATE_FLAGS = {
+    "bundle": (("--bundle", "-b"), True), "console-socket": (("--console-socket",), True),
+    "pid-file": (("--pid-file",), True), "no-pivot": (("--no-pivot",), False),
+    "no-new-keyring": (("--no-new-keyring",), False), "preserve-fds": (("--preserve-fds",), True),
+}
+COMMANDS: dict[str, dict] = {
+    "create": CREATE_FLAGS,
+    "run": {**CREATE_FLAGS, "detach": (("--detach", "-d"), False), "keep": (("--keep",), False),
+            "no-subreaper": (("--no-subreaper",), False)},
+    "start": {},
+    "state": {},
+    "kill": {"all": (("--all", "-a"), False)},
+    "delete": {"force": (("--force", "-f"), False)},
+    "list": {"format": (("--format", "-f"), True), "quiet": (("--quiet", "-q"), False)},
+    "spec": {"bundle": (("--bundle", "-b"), True), "rootless": (("--rootless",), False)},
+    "pause": {},
+    "resume": {},
+    "check": {"bundle": (("--bundle", "-b"), True)},
+}
+USAGE = """usage: runp [global options] command [command options] [arguments...]
+
+runp is a command line client for running applications packaged according to the Open
+Container Initiative (OCI) format; a drop-in replacement for runc.
+
+commands:
+  create   create a container          start    executes the user defined process in a created container
+  run      create and run a container  state    output the state of a container
+  kill     send a signal to a container's init process
+  delete   delete any resources held by the container
+  list     lists containers            spec     create a new specification file
+  pause    pause all processes         resume   resume all processes that have been paused
+  check    validate a bundle's config.json against the runtime-spec JSON Schema
+
+global options:
+  --root value        root directory for storage of container state (default: "/run/runp")
+  --log value         set the log file to write runp logs to (default is stderr)
+  --log-format value  set the log format ('text' (default), or 'json')
+  --debug             enable debug logging
+  --systemd-cgroup    use the systemd cgroup driver
+  --version, -v       print the version
+"""
+
+
+class UsageError(RuntimeFailure):
+    pass
+
+
+def parse_flags(args: list[str], spec: dict, stop_at_positional: bool = False) -> tuple[dict, list[str]]:
+    lookup = {alias: (name, takes) for name, (aliases, takes) in spec.items() for alias in aliases}
+    flags: dict = {}
+    pos: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            pos.extend(args[i + 1:])
+            break
+        if a.startswith("-") and a != "-" and not pos_stop(pos, stop_at_positional):
+            name_part, eq, value = a.partition("=")
+            if name_part not in lookup and name_part.startswith("-") and not name_part.startswith("--"):
+                name_part = "-" + name_part  # urfave accepts -bundle as --bundle
+                if name_part not in lookup:
+                    name_part = a.partition("=")[0]
+            if name_part not in lookup:
+                raise UsageError(f"flag provided but not defined: {a.partition('=')[0]}")
+            name, takes = lookup[name_part]
+            if takes:
+                if not eq:
+                    i += 1
+                    if i >= len(args):
+                        raise UsageError(f"flag needs an argument: {a}")
+                    value = args[i]
+                flags[name] = value
+            else:
+                flags[name] = value.lower() not in ("false", "0") if eq else True
+        else:
+            pos.append(a)
+        i += 1
+    return flags, pos
+
+
+def pos_stop(pos: list[str], stop: bool) -> bool:
+    return stop and bool(pos)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_cli(sys.argv[1:] if argv is None else argv))
+
+
+def run_cli(argv: list[str]) -> int:
+    # global flags come before the command
+    i = 0
+    gargs: list[str] = []
+    while i < len(argv) and argv[i].startswith("-"):
+        gargs.append(argv[i])
+        name = argv[i].partition("=")[0]
+        if "=" not in argv[i] and any(name in al and t for al, t in GLOBAL_FLAGS.values()):
+            i += 1
+            if i < len(argv):
+                gargs.append(argv[i])
+        i += 1
+    try:
+        gflags, _ = parse_flags(gargs, GLOBAL_FLAGS)
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    fmt = gflags.get("log-format", "text")
+    if fmt not in ("text", "json"):
+        sys.stderr.write(f"invalid log format {fmt!r}\n")
+        return 1
+    log.configure(gflags.get("log"), fmt, bool(gflags.get("debug")))
+    if gflags.get("version"):
+        sys.stdout.write(version_text())
+        return 0
+    rest = argv[i:]
+    if not rest or gflags.get("help") or rest[0] in ("help", "h"):
+        sys.stdout.write(USAGE)
+        return 0
+    cmd, cargs = rest[0], rest[1:]
+    if cmd not in COMMANDS and cmd not in _EXTRA_COMMANDS:
+        sys.stderr.write(f"No help topic for '{cmd}'\n")
+        return 3
+    if "--help" in cargs or "-h" in cargs:
+        sys.stdout.write(f"usage: runp {cmd} [command options] <container-id>\n")
+        return 0
+    root = gflags.get("root") or os.environ.get("RUNP_ROOT") or "/run/runp"
+    try:
+        if cmd in COMMANDS:
+            flags, pos = parse_flags(cargs, COMMANDS[cmd])
+            return _DISPATCH[cmd](root, flags, pos, gflags) or 0
+        return _EXTRA_COMMANDS[cmd](root, cargs, gflags) or 0
+    except RuntimeFailure as e:
+        return _fail(str(e), e.exit_code)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{e.strerror or e}", 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(msg: str, code: int) -> int:
+    if log.path:
+        log.error(msg)
+    sys.stderr.write(f"runp: {msg}\n" if not msg.startswith("config.json") else f"{msg}\n")
+    return code
+
+
+def version_text() -> str:
+    try:
+        import seccomp  # noqa: F401  (only for the version line)
+        libseccomp = "%d.%d.%d" % seccomp.get_libseccomp_version() if hasattr(seccomp, "get_libseccomp_version") else "present"
+    except ImportError:
+        libseccomp = "none"
+    return (f"runp version {__version__}\ncommit: {__version__}\nspec: {SPEC_VERSION}\n"
+            f"python: {sys.version.split()[0]}\nlibseccomp: {libseccomp}\n")
+
+
+def _one_id(pos: list[str], cmd: str, extra: int = 0) -> str:
+    if not pos:
+        raise UsageError(f'"{cmd}" requires a minimum of 1 argument')
+    if len(pos) > 1 + extra:
+        raise UsageError(f'"{cmd}" requires a maximum of {1 + extra} argument(s)')
+    return pos[0]
+
+
+def _create_opts(flags: dict, gflags: dict):
+    from .container import CreateOptions
+    pf = flags.get("preserve-fds", "0")
+    if not str(pf).isdigit():
+        raise UsageError(f"invalid value {pf!r} for flag --preserve-fds")
+    return CreateOptions(pid_file=flags.get("pid-file"), console_socket=flags.get("console-socket"),
+                         no_pivot=bool(flags.get("no-pivot")),
+                         no_new_keyring=bool(flags.get("no-new-keyring")),
+                         preserve_fds=int(pf), systemd_cgroup=bool(gflags.get("systemd-cgroup")))
+
+
+def cmd_create(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    cid = _one_id(pos, "create")
+    Container.create(root, cid, flags.get("bundle") or ".", _create_opts(flags, gflags))
+    return 0
+
+
+def cmd_run(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .run import run
+    cid = _one_id(pos, "run")
+    return run(root, cid, flags.get("bundle") or ".", _create_opts(flags, gflags),
+               detach=bool(flags.get("detach")), keep=bool(flags.get("keep")))
+
+
+def cmd_start(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    Container(root, _one_id(pos, "start")).start()
+    return 0
+
+
+def cmd_state(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    import json
+    from .container import Container
+    st = Container(root, _one_id(pos, "state")).oci_state()
+    sys.stdout.write(json.dumps(st, indent=2) + "\n")
+    return 0
+
+
+def parse_signal(s: str) -> int:
+    import signal
+    if s.isdigit():
+        n = int(s)
+        if not 0 < n < 65:
+            raise UsageError(f"invalid signal number {s}")
+        return n
+    name = s.upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(getattr(signal.Signals, name))
+    except AttributeError:
+        raise UsageError(f"unknown signal {s!r}") from None
+
+
+def cmd_kill(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    cid = _one_id(pos, "kill", extra=1)
+    sig = parse_signal(pos[1]) if len(pos) > 1 else 15
+    Container(root, cid).kill(sig, all_processes=bool(flags.get("all")))
+    return 0
+
+
+def cmd_delete(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    from .errors import ContainerNotFound
+    force = bool(flags.get("force"))
+    if not pos:
+        raise UsageError('"delete" requires a minimum of 1 argument')
+    rc = 0
+    for cid in pos:
+        try:
+            Container(root, cid).delete(force=force)
+        except ContainerNotFound:
+            if not force:
+                raise
+    return rc
+
+
+def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    from .errors import ContainerNotFound
+    from .state import list_ids
+    fmt = flags.get("format", "table")
+    if fmt not in ("table", "json"):
+        raise UsageError(f"invalid format option {fmt!r}")
+    states = []
+    for cid in list_ids(root):
+        try:
+            c = Container(root, cid)
+            st = c.oci_state()
+            st["owner"] = _owner(c.dir.path)
+            states.append(st)
+        except (ContainerNotFound, OSError, ValueError, KeyError):
+            continue
+    if flags.get("quiet"):
+        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+        return 0
+    if fmt == "json":
+        import json
+        sys.stdout.write(json.dumps(states) + "\n")
+        return 0
+    rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+    rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]] for s in states]
+    widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(6)]
+    for r in rows:
+        sys.stdout.write("".join(v.ljust(w) if i < 5 else v for i, (v, w) in enumerate(zip(r, widths))) + "\n")
+    return 0
+
+
+def _owner(path: str) -> str:
+    uid = os.stat(path).st_uid
+    try:
+        with open("/etc/passwd") as f:
+            for line in f:
+                p = line.split(":")
+                if len(p) > 2 and p[2] == str(uid):
+                    return p[0]
+    except OSError:
+        pass
+    return f"#{uid}"
+
+
+def cmd_spec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    import json
+    from .spec import default_spec
+    bundle = flags.get("bundle") or "."
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise RuntimeFailure(f"File {path} exists. Remove it first")
+    data = json.dumps(default_spec(rootless=bool(flags.get("rootless"))), indent="\t")
+    with open(path, "w") as f:
+        f.write(data)
+    return 0
+
+
+def cmd_pause(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    Container(root, _one_id(pos, "pause")).pause()
+    return 0
+
+
+def cmd_resume(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .container import Container
+    Container(root, _one_id(pos, "resume")).resume()
+    return 0
+
+
+def cmd_check(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .check import check_bundle
+    problems = check_bundle(flags.get("bundle") or ".")
+    for p in problems:
+        sys.stdout.write(p + "\n")
+    return 1 if problems else 0
+
+
+_DISPATCH = {
+    "create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state,
+    "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "spec": cmd_spec,
+    "pause": cmd_pause, "resume": cmd_resume, "check": cmd_check,
+}
+# commands whose argument parsing lives with their implementation (exec, ps, update, ...)
+_EXTRA_COMMANDS: dict = {}

@@ -1,0 +1,488 @@
+"""runtime.Container: the lifecycle (create, start, state, kill, delete, run) on the parent side.
+
+Usable from Python as well as through the CLI:
+
+    c = Container.create("/run/runp", "demo", "/path/to/bundle")
+    c.start(); c.kill(signal.SIGTERM); c.wait_stopped(); c.delete()
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+
+from . import spec as spec_mod
+from .errors import ContainerNotFound, NotRunning, RuntimeFailure
+from .log import log
+from .state import (CONFIG_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir, now_rfc3339,
+                    proc_start_time, write_atomic)
+
+
+class CreateOptions:
+    def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 systemd_cgroup: bool = False) -> None:
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+
+
+class Container:
+    def __init__(self, root: str, container_id: str) -> None:
+        self.dir = StateDir(root or DEFAULT_ROOT, container_id)
+        self.id = container_id
+        self._state: State | None = None
+        self.console_master: int | None = None  # foreground terminal: the pty master
+
+    # --- reading state ---------------------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            if not self.dir.exists():
+                raise ContainerNotFound(self.id)
+            self._state = self.dir.load()
+        return self._state
+
+    def alive(self) -> bool:
+        st = self.state
+        return st.pid > 0 and proc_start_time(st.pid) == st.start_time
+
+    def status(self) -> str:
+        if not self.dir.exists():
+            raise ContainerNotFound(self.id)
+        if not os.path.exists(self.dir.file("state.json")):
+            return "creating"
+        if not self.alive():
+            return "stopped"
+        if os.path.exists(self.dir.file(FIFO_FILE)):
+            return "created"
+        if self.state.cgroup and self.cgroup().frozen():
+            return "paused"
+        return "running"
+
+    def oci_state(self) -> dict:
+        """The runtime-spec state object (what `runp state` prints)."""
+        status = self.status()
+        st = self.state
+        d = {"ociVersion": st.oci_version, "id": st.id,
+             "pid": st.pid if status != "stopped" else 0, "status": status,
+             "bundle": st.bundle, "rootfs": st.rootfs, "created": st.created, "owner": st.owner}
+        if st.annotations:
+            d["annotations"] = st.annotations
+        return d
+
+    def cgroup(self):
+        from .linux import cgroups
+        return cgroups.Manager.from_dict(self.state.cgroup)
+
+    def spec(self) -> spec_mod.Spec:
+        """The config the container was created with (a copy kept in the state dir)."""
+        import json
+        with open(self.dir.file(CONFIG_FILE), "rb") as f:
+            return spec_mod.parse(json.loads(f.read()), self.state.bundle)
+
+    # --- create -----------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str, container_id: str, bundle: str,
+               opts: CreateOptions | None = None, *, foreground: bool = False) -> "Container":
+        """Set up the container and leave its init blocked until start()."""
+        opts = opts or CreateOptions()
+        self = cls(root, container_id)
+        bundle = os.path.abspath(bundle)
+        spec = spec_mod.load(bundle)
+        log.phase("parse")
+        _validate_for_create(spec, opts, foreground)
+        self.dir.make()
+        creator = _Creator(self, spec, opts, foreground)
+        try:
+            creator.run()
+        except BaseException:
+            creator.cleanup()
+            raise
+        return self
+
+    # --- start ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.dir.lock()
+        try:
+            status = self.status()
+            if status != "created":
+                raise RuntimeFailure(f"cannot start a container that has {status}"
+                                     if status == "stopped" else
+                                     f"cannot start an already {status} container")
+            fifo = self.dir.file(FIFO_FILE)
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:
+                if e.errno in (errno.ENXIO, errno.ENOENT):
+                    raise RuntimeFailure("cannot start a container that has stopped") from None
+                raise
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+            os.unlink(fifo)
+            self._poststart()
+        finally:
+            self.dir.unlock()
+
+    def _poststart(self) -> None:
+        try:
+            spec = self.spec()
+        except (OSError, RuntimeFailure):
+            return
+        if spec.hooks.get("poststart"):
+            from . import hooks
+            hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log)
+
+    def _hook_state(self, spec: spec_mod.Spec, status: str) -> bytes:
+        from . import hooks
+        return hooks.state_json(spec, self.id, status, self.state.pid)
+
+    # --- kill -------------------------------------------------------------------------------------
+    def kill(self, sig: int, all_processes: bool = False) -> None:
+        status = self.status()
+        if all_processes:
+            if status != "stopped" or self.state.cgroup:
+                self._kill_all(sig)
+            return
+        if status == "stopped":
+            raise NotRunning(self.id)
+        self._signal_init(sig)
+
+    def _signal_init(self, sig: int) -> None:
+        st = self.state
+        try:
+            pidfd = os.pidfd_open(st.pid)
+        except ProcessLookupError:
+            raise NotRunning(self.id) from None
+        try:
+            if proc_start_time(st.pid) != st.start_time:  # pid reused: not ours
+                raise NotRunning(self.id)
+            signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            raise NotRunning(self.id) from None
+        finally:
+            os.close(pidfd)
+
+    def _kill_all(self, sig: int) -> None:
+        if self.state.cgroup:
+            self.cgroup().kill_all(sig)
+        elif self.alive():
+            self._signal_init(sig)
+
+    # --- delete -----------------------------------------------------------------------------------
+    def delete(self, force: bool = False) -> None:
+        self.dir.lock()
+        try:
+            status = self.status()
+            if status == "creating":
+                status = "stopped" if not self._creator_alive() else status
+            if status != "stopped":
+                if not force:
+                    raise RuntimeFailure(f"cannot delete container {self.id} that is not stopped: "
+                                         f"{status}")
+                self._force_stop()
+            self._destroy()
+        finally:
+            self.dir.unlock()
+
+    def _creator_alive(self) -> bool:
+        return False
+
+    def _force_stop(self) -> None:
+        if not os.path.exists(self.dir.file("state.json")):
+            return
+        shared_pidns = "pid" not in self.state.namespaces or self.state.extra.get("pidns_joined")
+        try:
+            if self.state.cgroup and (shared_pidns or self.status() == "paused"):
+                self.cgroup().kill_all(signal.SIGKILL)
+            else:
+                self._signal_init(signal.SIGKILL)
+        except NotRunning:
+            pass
+        self.wait_stopped(timeout=10)
+
+    def wait_stopped(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while self.alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return True
+
+    def _destroy(self) -> None:
+        """Remove everything the container owns: poststop hooks, cgroup, state dir."""
+        if os.path.exists(self.dir.file("state.json")):
+            st = self.state
+            if os.path.exists(self.dir.file(CONFIG_FILE)):
+                try:
+                    spec = self.spec()
+                except (OSError, ValueError, RuntimeFailure):
+                    spec = None
+                if spec is not None and spec.hooks.get("poststop"):
+                    from . import hooks
+                    hooks.run(spec, "poststop", self._hook_state(spec, "stopped"),
+                              warn_only=True, log=log)
+            if st.cgroup:
+                try:
+                    self.cgroup().destroy()
+                except OSError as e:
+                    log.warning(f"remove cgroup: {e}")
+        self.dir.remove()
+
+    # --- pause / resume ---------------------------------------------------------------------------
+    def pause(self) -> None:
+        status = self.status()
+        if status not in ("running", "created"):
+            raise RuntimeFailure(f"container not running" if status == "stopped"
+                                 else f"container {self.id} is {status}, not running")
+        self.cgroup().freeze()
+
+    def resume(self) -> None:
+        if self.status() != "paused":
+            raise RuntimeFailure(f"container {self.id} is not paused")
+        self.cgroup().thaw()
+
+
+def _validate_for_create(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
+    """Everything that can be checked before anything is created."""
+    proc = spec.process
+    if proc is None:
+        raise RuntimeFailure("config.json: process: is required to create a container")
+    from .linux import capabilities
+    capabilities.parse(proc.capabilities)
+    if spec.linux.seccomp is not None:
+        from .linux import seccomp
+        seccomp.validate(spec.linux.seccomp)
+    if proc.terminal and not opts.console_socket and not foreground:
+        raise RuntimeFailure("cannot allocate tty if runp will detach without setting console socket")
+    if not proc.terminal and opts.console_socket:
+        raise RuntimeFailure("cannot use console socket if runp will not detach or allocate tty")
+    lx = spec.linux
+    if lx.namespace("user") is None:
+        pass
+    if spec.mounts and lx.namespace("mount") is None:
+        raise RuntimeFailure("config.json: linux.namespaces: mounts require a new mount namespace")
+
+
+class _Creator:
+    """One `create`: owns everything made so far, so a failure can undo all of it."""
+
+    def __init__(self, c: Container, spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
+        self.c = c
+        self.spec = spec
+        self.opts = opts
+        self.foreground = foreground
+        self.cgroup = None
+        self.stage1 = 0
+        self.init_pid = 0
+        self.fds: list[int] = []
+        self.socks: list[socket.socket] = []
+
+    def run(self) -> None:
+        from .init import InitOptions, InitPipe, child_main
+        spec, opts, d = self.spec, self.opts, self.c.dir
+        d.lock()
+        write_atomic(d.file(CONFIG_FILE), _dump(spec.raw), 0o600)
+        fifo = d.file(FIFO_FILE)
+        os.mkfifo(fifo, 0o622)
+        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        self.fds.append(fifo_fd)
+        self._setup_cgroup()
+        log.phase("cgroups")
+        console_fd, console_parent = self._console()
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.socks += [parent, child]
+        env = self._listen_env()
+        iopts = InitOptions(no_pivot=opts.no_pivot, fifo_fd=fifo_fd, console_fd=console_fd,
+                            preserve_fds=opts.preserve_fds + self._listen_fds, no_new_keyring=opts.no_new_keyring,
+                            cgroup_early=self._cgroup_early(), cgroup_mounter=self._cgroup_mounter(),
+                            extra_env=env)
+        if self.foreground:
+            from .linux import sys as lsys
+            lsys.set_child_subreaper()
+        pid = os.fork()
+        if pid == 0:
+            parent.close()
+            if console_parent is not None:
+                console_parent.close()
+            child_main(spec, InitPipe(child), iopts)
+        self.stage1 = pid
+        child.close()
+        if console_fd >= 0:
+            os.close(console_fd)
+            self.fds.remove(console_fd)
+        self._handshake(InitPipe(parent))
+        log.phase("handshake")
+        if console_parent is not None:
+            self.c.console_master, _ = __import__("runtime.console", fromlist=["x"]).recv_master(console_parent)
+        self._finish()
+
+    _listen_fds = 0
+
+    def _listen_env(self) -> list[str]:
+        """systemd socket activation passes through, as runc does: LISTEN_FDS for pid 1."""
+        n = os.environ.get("LISTEN_FDS")
+        if n and n.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
+            self._listen_fds = int(n)
+            return [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
+        return []
+
+    def _console(self) -> tuple[int, socket.socket | None]:
+        proc = self.spec.process
+        if proc is None or not proc.terminal:
+            return -1, None
+        if self.opts.console_socket:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.opts.console_socket)
+            except OSError as e:
+                s.close()
+                raise RuntimeFailure(f"console socket {self.opts.console_socket}: {e.strerror}") from None
+            fd = s.detach()
+            self.fds.append(fd)
+            return fd, None
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socks.append(a)
+        fd = b.detach()
+        self.fds.append(fd)
+        return fd, a
+
+    def _setup_cgroup(self) -> None:
+        from .linux import cgroups
+        lx = self.spec.linux
+        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup)
+        self.cgroup.create()
+        self.cgroup.apply(lx.resources)
+
+    def _cgroup_early(self) -> bool:
+        """Join the cgroup before the mounts only when they need it (a cgroup namespace or a
+        cgroup mount); otherwise late, so the init's own allocations are not charged to it."""
+        from .linux.namespaces import wants_new
+        lx = self.spec.linux
+        return wants_new(lx.namespaces, "cgroup") or any(m.type == "cgroup" for m in self.spec.mounts)
+
+    def _cgroup_mounter(self):
+        from .linux.cgroup_mount import make_mounter
+        return make_mounter(self.cgroup, self.spec)
+
+    def _handshake(self, pipe) -> None:
+        from .linux import namespaces
+        lx = self.spec.linux
+        while True:
+            kind, payload = pipe.recv()
+            if kind == "idmap":
+                namespaces.write_id_maps(self.stage1, lx.uid_mappings, lx.gid_mappings)
+                pipe.send("ok")
+            elif kind == "pid":
+                self.init_pid = int(payload)
+                _reap(self.stage1)
+                self.stage1 = 0
+            elif kind == "cgroup":
+                self.cgroup.add_pid(self.init_pid)
+                pipe.send("ok")
+            elif kind == "hooks":
+                pipe.send("ok", self._prestart_hooks().decode())
+            elif kind == "ready":
+                return
+            elif kind == "error":
+                raise RuntimeFailure(payload)
+            elif kind == "eof":
+                raise RuntimeFailure("container init exited during setup")
+
+    def _prestart_hooks(self) -> bytes:
+        from .hooks import state_json
+        state = state_json(self.spec, self.c.id, "created", self.init_pid)
+        if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
+            from . import hooks
+            hooks.run(self.spec, "prestart", state)
+            hooks.run(self.spec, "createRuntime", state)
+        return state
+
+    def _finish(self) -> None:
+        from .linux.namespaces import ns_paths
+        spec, d = self.spec, self.c.dir
+        start = proc_start_time(self.init_pid)
+        if start is None:
+            raise RuntimeFailure("container init exited during setup")
+        lx = spec.linux
+        st = State(id=self.c.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
+                   created=now_rfc3339(), start_time=start, annotations=spec.annotations,
+                   owner="", oci_version=spec.oci_version,
+                   cgroup=self.cgroup.to_dict() if self.cgroup else {},
+                   namespaces=ns_paths(self.init_pid, lx.namespaces),
+                   extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path)})
+        d.save(st)
+        if self.opts.pid_file:
+            write_atomic(os.path.abspath(self.opts.pid_file), str(self.init_pid).encode())
+        self.c._state = st
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        for s in self.socks:
+            s.close()
+        self.socks = []
+        d.unlock()
+
+    def cleanup(self) -> None:
+        for s in self.socks:
+            s.close()
+        for fd in self.fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.c.console_master is not None:
+            os.close(self.c.console_master)
+            self.c.console_master = None
+        for pid in (self.stage1, self.init_pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.stage1:
+            _reap(self.stage1)
+        if self.init_pid:
+            _wait_gone(self.init_pid)
+        if self.cgroup is not None:
+            try:
+                self.cgroup.destroy()
+            except OSError as e:
+                log.warning(f"remove cgroup: {e}")
+        self.c.dir.remove()
+        self.c.dir.unlock()
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait for a killed init that is not our child (or reap it if it is)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if proc_start_time(pid) is None:
+            return
+        time.sleep(0.002)
+
+
+def _dump(raw: dict) -> bytes:
+    import json
+    return json.dumps(raw).encode()

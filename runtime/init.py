@@ -1,0 +1,207 @@
+"""The container side of `create`: the forked processes that become the container.
+
+runp create forks stage 1, which joins or creates the namespaces (asking the parent to write the
+user namespace id maps), then forks stage 2, the container init, which is pid 1 of a new pid
+namespace when there is one. Stage 1 reports the init's pid and exits. The init builds the
+rootfs, pivots into it, reports "ready" and waits on the exec fifo until `runp start`; then it
+drops privileges, loads seccomp and execs the container process.
+
+Both stages talk to the parent over the init pipe (a SOCK_SEQPACKET socketpair): one message
+per datagram, "<kind> <payload>". Any exception becomes an "error <one line>" message, which the
+parent reports as is. Every process here stays non-dumpable until exec, so nothing in the
+container can open /proc/<pid>/exe and reach the host interpreter (CVE-2019-5736).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+
+from .errors import RuntimeFailure
+from .spec import Spec
+from .linux import namespaces
+from .linux import sys as lsys
+
+
+class InitPipe:
+    """One end of the init pipe."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, kind: str, payload: str = "") -> None:
+        self.sock.send(f"{kind} {payload}".encode() if payload else kind.encode())
+
+    def recv(self) -> tuple[str, str]:
+        data = self.sock.recv(65536)
+        if not data:
+            return "eof", ""
+        kind, _, payload = data.decode(errors="replace").partition(" ")
+        return kind, payload
+
+    def call(self, kind: str, payload: str = "") -> str:
+        """Ask the parent to do something for us; wait for its "ok" and return its payload."""
+        self.send(kind, payload)
+        reply, text = self.recv()
+        if reply != "ok":
+            raise RuntimeFailure(text or f"parent refused {kind}")
+        return text
+
+
+class InitOptions:
+    """What the parent tells the child besides the spec: flags and the fds it inherits."""
+
+    def __init__(self, *, no_pivot: bool = False, fifo_fd: int = -1, console_fd: int = -1,
+                 preserve_fds: int = 0, no_new_keyring: bool = False,
+                 cgroup_early: bool = False, cgroup_mounter=None, extra_env: list[str] | None = None) -> None:
+        self.no_pivot = no_pivot
+        self.fifo_fd = fifo_fd
+        self.console_fd = console_fd
+        self.preserve_fds = preserve_fds
+        self.no_new_keyring = no_new_keyring
+        self.cgroup_early = cgroup_early
+        self.cgroup_mounter = cgroup_mounter
+        self.extra_env = extra_env or []
+
+
+def child_main(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
+    """Stage 1, right after fork in the parent's process. Never returns."""
+    code = 1
+    try:
+        lsys.set_dumpable(False)
+        _reset_signals()
+        # Only stdio, the preserved fds and our own fds may stay open (CVE-2024-21626).
+        keep = {pipe.sock.fileno(), opts.fifo_fd, opts.console_fd}
+        keep |= set(range(3, 3 + opts.preserve_fds))
+        lsys.close_range_from(3, {k for k in keep if k >= 0})
+        stage1(spec, pipe, opts)
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - everything becomes one line for the parent
+        _report(pipe, e)
+    finally:
+        os._exit(code)
+
+
+def _report(pipe: InitPipe, e: BaseException) -> None:
+    try:
+        pipe.send("error", describe(e))
+    except OSError:
+        pass
+
+
+def describe(e: BaseException) -> str:
+    if isinstance(e, RuntimeFailure):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f"{e.filename}: " if e.filename else ""
+        return f"{where}{e.strerror or e}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _reset_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE,
+                signal.SIGCHLD, signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
+    lx = spec.linux
+    namespaces.join_existing(lx.namespaces)
+    in_userns = namespaces.wants_new(lx.namespaces, "user")
+    if in_userns:
+        lsys.unshare(lsys.CLONE_NEWUSER)
+        pipe.call("idmap")
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    elif lx.namespace("user"):
+        in_userns = True  # joined one
+    flags = namespaces.unshare_flags(lx.namespaces, exclude=("user", "cgroup"))
+    if flags:
+        lsys.unshare(flags)
+    if lx.time_offsets:
+        namespaces.write_time_offsets(lx.time_offsets)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            init_main(spec, pipe, opts, in_userns)
+        except BaseException as e:  # noqa: BLE001
+            _report(pipe, e)
+        finally:
+            os._exit(code)
+    pipe.send("pid", str(pid))
+
+
+def _preload(spec: Spec) -> None:
+    """Import now everything needed after pivot_root: the host's site-packages (and the
+    interpreter's stdlib) are out of reach from inside the container's root."""
+    import resource  # noqa: F401  (rlimits)
+    from . import process  # noqa: F401
+    from .linux import capabilities  # noqa: F401
+    if spec.process is not None and spec.process.terminal:
+        from . import console  # noqa: F401
+        import termios  # noqa: F401
+    if spec.hooks.get("startContainer") or spec.hooks.get("createContainer"):
+        from . import hooks  # noqa: F401
+
+
+def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) -> None:
+    """Stage 2: the container init. Returns only by exec or exception."""
+    from .linux.mounts import RootfsBuilder, write_sysctls
+
+    lx = spec.linux
+    proc = spec.process
+    _preload(spec)
+    if not opts.no_new_keyring:
+        namespaces.new_session_keyring(spec.bundle)
+    if opts.cgroup_early:
+        pipe.call("cgroup")
+        opts.cgroup_early = False
+    if namespaces.wants_new(lx.namespaces, "cgroup"):
+        lsys.unshare(lsys.CLONE_NEWCGROUP)
+    if namespaces.wants_new(lx.namespaces, "network"):
+        namespaces.loopback_up()
+    mount_ns = lx.namespace("mount") is not None
+    rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter)
+    if mount_ns:
+        rootfs.prepare()
+        rootfs.mount_all()
+        rootfs.create_devices()
+    hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
+    if spec.hooks.get("createContainer"):
+        from . import hooks
+        hooks.run_in_container(spec, "createContainer", hook_state)
+    if mount_ns:
+        rootfs.pivot(opts.no_pivot)
+    if spec.hostname is not None and lx.namespace("uts"):
+        lsys.sethostname(spec.hostname)
+    if spec.domainname is not None and lx.namespace("uts"):
+        lsys.setdomainname(spec.domainname)
+    if lx.sysctl:
+        write_sysctls(lx.sysctl)
+    console_slave = None
+    if proc is not None and proc.terminal:
+        from . import console
+        console_slave = console.setup_in_container(rootfs if mount_ns else None, opts.console_fd,
+                                                   proc.console_size)
+        opts.console_fd = -1
+    if mount_ns:
+        rootfs.finish()
+    if proc is None:
+        raise RuntimeFailure("config.json: process: is required to create a container")
+    from . import process as cproc
+    prepared = cproc.prepare(spec, opts.extra_env)
+    if proc.oom_score_adj is not None:
+        cproc.set_oom_score_adj(proc.oom_score_adj)
+    if not opts.cgroup_early:
+        pipe.call("cgroup")  # join late: what this process allocated so far stays outside
+    pipe.send("ready")
+    pipe.sock.close()
+    # wait for `runp start`: it writes one byte into the fifo we hold open read-write
+    os.read(opts.fifo_fd, 1)
+    os.close(opts.fifo_fd)
+    if spec.hooks.get("startContainer"):
+        from . import hooks
+        hooks.run_in_container(spec, "startContainer", hook_state)
+    cproc.exec_process(prepared, console_slave, opts.preserve_fds)

@@ -1,0 +1,445 @@
+"""The container's filesystem: rootfs, config mounts, pivot_root, masked and read-only paths.
+
+Runs in the container init, inside its new mount namespace. Every destination is resolved inside
+the rootfs (see paths.py) and mounted through the resulting fd, so a symlink in the rootfs can
+never redirect a mount onto the host.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import stat
+
+from ..errors import RuntimeFailure
+from ..spec import Mount, Spec
+from . import paths
+from . import sys as lsys
+
+# option -> (clear, set) on the mount flags
+_FLAGS: dict[str, tuple[bool, int]] = {
+    "ro": (False, lsys.MS_RDONLY), "rw": (True, lsys.MS_RDONLY),
+    "nosuid": (False, lsys.MS_NOSUID), "suid": (True, lsys.MS_NOSUID),
+    "nodev": (False, lsys.MS_NODEV), "dev": (True, lsys.MS_NODEV),
+    "noexec": (False, lsys.MS_NOEXEC), "exec": (True, lsys.MS_NOEXEC),
+    "sync": (False, lsys.MS_SYNCHRONOUS), "async": (True, lsys.MS_SYNCHRONOUS),
+    "dirsync": (False, lsys.MS_DIRSYNC),
+    "remount": (False, lsys.MS_REMOUNT),
+    "mand": (False, lsys.MS_MANDLOCK), "nomand": (True, lsys.MS_MANDLOCK),
+    "noatime": (False, lsys.MS_NOATIME), "atime": (True, lsys.MS_NOATIME),
+    "nodiratime": (False, lsys.MS_NODIRATIME), "diratime": (True, lsys.MS_NODIRATIME),
+    "relatime": (False, lsys.MS_RELATIME), "norelatime": (True, lsys.MS_RELATIME),
+    "strictatime": (False, lsys.MS_STRICTATIME), "nostrictatime": (True, lsys.MS_STRICTATIME),
+    "lazytime": (False, lsys.MS_LAZYTIME), "nolazytime": (True, lsys.MS_LAZYTIME),
+    "nosymfollow": (False, lsys.MS_NOSYMFOLLOW), "symfollow": (True, lsys.MS_NOSYMFOLLOW),
+    "bind": (False, lsys.MS_BIND), "rbind": (False, lsys.MS_BIND | lsys.MS_REC),
+}
+_PROPAGATION = {
+    "private": lsys.MS_PRIVATE, "rprivate": lsys.MS_PRIVATE | lsys.MS_REC,
+    "shared": lsys.MS_SHARED, "rshared": lsys.MS_SHARED | lsys.MS_REC,
+    "slave": lsys.MS_SLAVE, "rslave": lsys.MS_SLAVE | lsys.MS_REC,
+    "unbindable": lsys.MS_UNBINDABLE, "runbindable": lsys.MS_UNBINDABLE | lsys.MS_REC,
+}
+# mount_setattr(2) attributes for the recursive forms ("rro", "rnosuid", ...)
+MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
+MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_STRICTATIME = 0x70, 0x10, 0x20
+MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOSYMFOLLOW = 0x80, 0x200000
+_REC_ATTRS: dict[str, tuple[int, int]] = {  # option -> (clear, set)
+    "rro": (0, MOUNT_ATTR_RDONLY), "rrw": (MOUNT_ATTR_RDONLY, 0),
+    "rnosuid": (0, MOUNT_ATTR_NOSUID), "rsuid": (MOUNT_ATTR_NOSUID, 0),
+    "rnodev": (0, MOUNT_ATTR_NODEV), "rdev": (MOUNT_ATTR_NODEV, 0),
+    "rnoexec": (0, MOUNT_ATTR_NOEXEC), "rexec": (MOUNT_ATTR_NOEXEC, 0),
+    "rnodiratime": (0, MOUNT_ATTR_NODIRATIME), "rdiratime": (MOUNT_ATTR_NODIRATIME, 0),
+    "rrelatime": (MOUNT_ATTR__ATIME, 0), "rnorelatime": (0, 0),
+    "rnoatime": (MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME), "ratime": (MOUNT_ATTR__ATIME, 0),
+    "rstrictatime": (MOUNT_ATTR__ATIME, MOUNT_ATTR_STRICTATIME), "rnostrictatime": (0, 0),
+    "rnosymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0),
+}
+AT_RECURSIVE = 0x8000
+AT_EMPTY_PATH = 0x1000
+
+DEFAULT_DEVICES = (  # path, major, minor
+    ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8), ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0),
+)
+DEV_SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+                ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
+
+PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+
+
+class MountOptions:
+    """A mount's options split the way mount(2) and mount_setattr(2) want them."""
+
+    def __init__(self, options: list[str]) -> None:
+        self.flags = 0
+        self.clear = 0
+        self.propagation: list[int] = []
+        self.rec_set = 0
+        self.rec_clear = 0
+        self.data: list[str] = []
+        self.tmpcopyup = False
+        self.idmap = False
+        for opt in options:
+            if opt in _FLAGS:
+                clear, bit = _FLAGS[opt]
+                if clear:
+                    self.flags &= ~bit
+                    self.clear |= bit
+                else:
+                    self.flags |= bit
+            elif opt in _PROPAGATION:
+                self.propagation.append(_PROPAGATION[opt])
+            elif opt in _REC_ATTRS:
+                clear, set_ = _REC_ATTRS[opt]
+                self.rec_clear |= clear
+                self.rec_set |= set_
+            elif opt == "tmpcopyup":
+                self.tmpcopyup = True
+            elif opt in ("idmap", "ridmap"):
+                self.idmap = True
+            else:
+                self.data.append(opt)
+
+    @property
+    def is_bind(self) -> bool:
+        return bool(self.flags & lsys.MS_BIND)
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    ret = lsys.libc.syscall(ctypes.c_long(lsys.SYS_mount_setattr), ctypes.c_int(fd), b"",
+                            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    lsys._check(ret, "mount_setattr")
+
+
+class RootfsBuilder:
+    """Builds the container filesystem in the init's mount namespace, then pivots into it."""
+
+    def __init__(self, spec: Spec, in_userns: bool, cgroup_mounter=None) -> None:
+        self.spec = spec
+        self.rootfs = spec.root_path
+        self.in_userns = in_userns
+        self.cgroup_mounter = cgroup_mounter  # callable(dest_fd, mount) for "cgroup" mounts
+        self.rootfd = -1
+
+    # --- phase 1: before the mounts ------------------------------------------------------------
+    def prepare(self) -> None:
+        prop = self.spec.linux.rootfs_propagation
+        flags = _PROPAGATION.get(prop, lsys.MS_SLAVE | lsys.MS_REC)
+        # Everything we do from here on stays in our namespace (never leaks to the host) ...
+        lsys.mount(None, "/", None, flags)
+        # ... and pivot_root refuses a new root whose parent mount is shared.
+        self._make_parent_private(self.rootfs)
+        lsys.mount(self.rootfs, self.rootfs, None, lsys.MS_BIND | lsys.MS_REC)
+        self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    @staticmethod
+    def _make_parent_private(path: str) -> None:
+        mnt = _mount_point_of(path)
+        try:
+            lsys.mount(None, mnt, None, lsys.MS_PRIVATE)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+
+    # --- phase 2: config mounts and devices ------------------------------------------------------
+    def mount_all(self) -> None:
+        for m in self.spec.mounts:
+            try:
+                self.mount_one(m)
+            except OSError as e:
+                raise RuntimeFailure(
+                    f"config.json: mounts[{m.index}]: mount {m.source or m.type} to "
+                    f"{m.destination}: {e.strerror or e}") from None
+
+    def mount_one(self, m: Mount) -> None:
+        opts = MountOptions(m.options)
+        fstype = m.type
+        if opts.idmap:
+            raise OSError(errno.ENOTSUP, "idmapped mounts are not supported by runp yet")
+        if fstype == "bind":
+            opts.flags |= lsys.MS_BIND
+        if fstype == "cgroup" and not opts.is_bind:
+            fd = paths.mkdir_all(self.rootfd, m.destination)
+            try:
+                if self.cgroup_mounter is None:
+                    raise OSError(errno.ENOTSUP, "no cgroup support")
+                self.cgroup_mounter(self, fd, m, opts)
+            finally:
+                os.close(fd)
+            return
+        if opts.is_bind:
+            src = m.source if os.path.isabs(m.source) else os.path.join(self.spec.bundle, m.source)
+            st = os.stat(src)  # follow links on the host side: the source is trusted
+            dest_fd = paths.make_mountpoint(self.rootfd, m.destination, stat.S_ISDIR(st.st_mode))
+            try:
+                self._bind(src, dest_fd, opts, m.destination)
+            finally:
+                os.close(dest_fd)
+            return
+        dest_fd = paths.mkdir_all(self.rootfd, m.destination)
+        try:
+            target = paths.fd_path(dest_fd)
+            if opts.tmpcopyup:
+                self._tmpcopyup(m, dest_fd, opts)
+            else:
+                flags = opts.flags & ~lsys.MS_REMOUNT
+                data = ",".join(opts.data)
+                if self.spec.linux.mount_label and fstype in ("tmpfs", "mqueue", "devpts", "shm"):
+                    pass  # SELinux context= is only meaningful where SELinux is enabled
+                lsys.mount(m.source or fstype, target, fstype or None, flags, data)
+            # the fd still points at the directory under the new mount: reopen to apply
+            if opts.propagation or opts.rec_set or opts.rec_clear:
+                top = paths.open_in_root(self.rootfd, m.destination)
+                try:
+                    self._post(top, opts)
+                finally:
+                    os.close(top)
+        finally:
+            os.close(dest_fd)
+
+    def _bind(self, src: str, dest_fd: int, opts: MountOptions, dest: str) -> None:
+        target = paths.fd_path(dest_fd)
+        lsys.mount(src, target, None, opts.flags & (lsys.MS_BIND | lsys.MS_REC))
+        # dest_fd is the directory *under* the new mount; a fresh lookup reaches the mount's root
+        top = paths.open_in_root(self.rootfd, dest)
+        try:
+            extra = opts.flags & ~(lsys.MS_BIND | lsys.MS_REC | lsys.MS_REMOUNT)
+            if extra or opts.clear:
+                flags = lsys.MS_BIND | lsys.MS_REMOUNT | extra
+                if self.in_userns:
+                    flags |= _locked_flags(paths.fd_path(top))  # flags we may not clear
+                lsys.mount(None, paths.fd_path(top), None, flags)
+            self._post(top, opts)
+        finally:
+            os.close(top)
+
+    def _post(self, fd: int, opts: MountOptions) -> None:
+        for p in opts.propagation:
+            lsys.mount(None, paths.fd_path(fd), None, p)
+        if opts.rec_set or opts.rec_clear:
+            mount_setattr(fd, opts.rec_set, opts.rec_clear)
+
+    def _tmpcopyup(self, m: Mount, dest_fd: int, opts: MountOptions) -> None:
+        """tmpfs at dest, seeded with dest's old content (podman's --read-only /tmp etc.)."""
+        import shutil
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="runp-tmpcopyup-")
+        try:
+            lsys.mount("tmpfs", tmp, "tmpfs", opts.flags, ",".join(opts.data))
+            src = paths.fd_path(dest_fd)
+            shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            lsys.mount(tmp, src, None, lsys.MS_MOVE)
+        finally:
+            os.rmdir(tmp)
+
+    def create_devices(self) -> None:
+        """Default devices plus linux.devices (mknod, or bind from the host in a user ns)."""
+        devs = [(p, "c", ma, mi, 0o666, 0, 0) for p, ma, mi in DEFAULT_DEVICES]
+        configured = {d.path for d in self.spec.linux.devices}
+        devs = [d for d in devs if d[0] not in configured]
+        for d in self.spec.linux.devices:
+            mode = d.file_mode if d.file_mode is not None else 0o666
+            devs.append((d.path, d.type, d.major, d.minor, mode, d.uid or 0, d.gid or 0))
+        if self._dev_is_host_bind():
+            return
+        for i, (path, typ, major, minor, mode, uid, gid) in enumerate(devs):
+            try:
+                self._make_device(path, typ, major, minor, mode, uid, gid)
+            except OSError as e:
+                raise RuntimeFailure(f"create device {path}: {e.strerror or e}") from None
+        dfd = paths.mkdir_all(self.rootfd, "/dev")
+        try:
+            for target, link in DEV_SYMLINKS + (("pts/ptmx", "/dev/ptmx"),):
+                name = os.path.basename(link)
+                if link == "/dev/ptmx":
+                    try:  # replace a host-bound or stale ptmx node with the pts one
+                        os.unlink(name, dir_fd=dfd)
+                    except OSError:
+                        pass
+                try:
+                    os.symlink(target, name, dir_fd=dfd)
+                except FileExistsError:
+                    pass
+            if os.path.exists("/proc/kcore"):
+                try:
+                    os.symlink("/proc/kcore", "core", dir_fd=dfd)
+                except FileExistsError:
+                    pass
+        finally:
+            os.close(dfd)
+
+    def _dev_is_host_bind(self) -> bool:
+        for m in self.spec.mounts:
+            if m.destination.rstrip("/") == "/dev" and (m.type == "bind" or "bind" in m.options or "rbind" in m.options):
+                return True
+        return False
+
+    def _make_device(self, path: str, typ: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
+        parent, name = os.path.split(path)
+        pfd = paths.mkdir_all(self.rootfd, parent)
+        try:
+            if self.in_userns:
+                fd = paths.create_file(self.rootfd, path)
+                try:
+                    lsys.mount(path, paths.fd_path(fd), None, lsys.MS_BIND)
+                finally:
+                    os.close(fd)
+                return
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[typ]
+            try:
+                os.unlink(name, dir_fd=pfd)
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                raise OSError(errno.EISDIR, "is a directory", path) from None
+            os.mknod(name, kind | (mode & 0o7777), os.makedev(major, minor), dir_fd=pfd)
+            os.chmod(name, mode & 0o7777, dir_fd=pfd, follow_symlinks=False)
+            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+        finally:
+            os.close(pfd)
+
+    def setup_console(self, slave_path: str) -> None:
+        """Bind the pty slave onto /dev/console (the file is created inside the rootfs)."""
+        fd = paths.create_file(self.rootfd, "/dev/console", 0o600)
+        try:
+            lsys.mount(slave_path, paths.fd_path(fd), None, lsys.MS_BIND)
+        finally:
+            os.close(fd)
+
+    # --- phase 3: switch root ---------------------------------------------------------------------
+    def pivot(self, no_pivot: bool) -> None:
+        if no_pivot:
+            os.chdir(self.rootfs)
+            lsys.mount(self.rootfs, "/", None, lsys.MS_MOVE)
+            os.chroot(".")
+            os.chdir("/")
+        else:
+            oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.chdir(self.rootfs)
+                lsys.pivot_root(".", ".")
+                # the old root is now stacked on "."; detach it without propagating to the host
+                os.fchdir(oldroot)
+                lsys.mount(None, ".", None, lsys.MS_SLAVE | lsys.MS_REC)
+                lsys.umount2(".", lsys.MNT_DETACH)
+            finally:
+                os.close(oldroot)
+            os.chdir("/")
+        os.close(self.rootfd)
+        self.rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    # --- phase 4: after the switch -----------------------------------------------------------------
+    def finish(self) -> None:
+        """Read-only root, masked paths, read-only paths, /dev/ptmx sanity."""
+        lx = self.spec.linux
+        for p in lx.readonly_paths:
+            self._readonly(p)
+        for p in lx.masked_paths:
+            self._mask(p)
+        if self.spec.root_readonly:
+            lsys.mount(None, "/", None, lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY
+                       | _locked_flags("/"))
+        os.close(self.rootfd)
+        self.rootfd = -1
+
+    def _readonly(self, path: str) -> None:
+        try:
+            fd = paths.open_in_root(self.rootfd, path)
+        except FileNotFoundError:
+            return
+        try:
+            target = paths.fd_path(fd)
+            lsys.mount(target, target, None, lsys.MS_BIND | lsys.MS_REC)
+            top = paths.open_in_root(self.rootfd, path)  # the new mount's root, not the fd's
+            try:
+                t = paths.fd_path(top)
+                lsys.mount(None, t, None, lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY
+                           | lsys.MS_REC | _locked_flags(t))
+            finally:
+                os.close(top)
+        except OSError as e:
+            raise RuntimeFailure(f"config.json: linux.readonlyPaths: {path}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
+
+    def _mask(self, path: str) -> None:
+        try:
+            fd = paths.open_in_root(self.rootfd, path)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            target = paths.fd_path(fd)
+            if paths.is_dir_fd(fd):
+                lsys.mount("tmpfs", target, "tmpfs", lsys.MS_RDONLY)
+            else:
+                lsys.mount("/dev/null", target, None, lsys.MS_BIND)
+        except OSError as e:
+            raise RuntimeFailure(f"config.json: linux.maskedPaths: {path}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)
+
+
+def _mount_point_of(path: str) -> str:
+    """The mount point containing `path` (from /proc/self/mountinfo)."""
+    best = "/"
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            mp = _unescape(line.split(b" ", 5)[4].decode())
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+                best = mp
+    return best
+
+
+def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
+    return s.encode().decode("unicode_escape")
+
+
+def _locked_flags(path: str) -> int:
+    """Flags of the mount at `path` that a remount inside a user namespace must keep."""
+    st = os.statvfs(path)
+    out = 0
+    for st_flag, ms in ((os.ST_RDONLY, 0), (os.ST_NOSUID, lsys.MS_NOSUID), (os.ST_NODEV, lsys.MS_NODEV),
+                        (os.ST_NOEXEC, lsys.MS_NOEXEC), (os.ST_NOATIME, lsys.MS_NOATIME),
+                        (os.ST_NODIRATIME, lsys.MS_NODIRATIME), (os.ST_RELATIME, lsys.MS_RELATIME)):
+        if st.f_flag & st_flag:
+            out |= ms
+    return out
+
+
+class _Statfs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+
+
+def _fstatfs_type(fd: int) -> int:
+    buf = _Statfs()
+    lsys._check(lsys.libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
+    return buf.f_type
+
+
+def write_sysctls(sysctl: dict[str, str]) -> None:
+    """linux.sysctl, written under the container's /proc/sys, verified to be procfs."""
+    for key, value in sysctl.items():
+        rel = key.replace(".", "/")
+        try:
+            fd = os.open(f"/proc/sys/{rel}", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError as e:
+            raise RuntimeFailure(f"config.json: linux.sysctl.{key}: {e.strerror or e}") from None
+        try:
+            if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
+                raise RuntimeFailure(f"config.json: linux.sysctl.{key}: /proc/sys is not procfs")
+            os.write(fd, value.encode())
+        except OSError as e:
+            raise RuntimeFailure(f"config.json: linux.sysctl.{key}: {e.strerror or e}") from None
+        finally:
+            os.close(fd)

@@ -1,0 +1,88 @@
+"""Resolve paths inside the container rootfs without ever leaving it.
+
+A rootfs is untrusted: any component of a mount destination, masked path or device path may be
+a symlink pointing at the host ("../../../etc" or "/etc"). Every lookup here goes through
+openat2(RESOLVE_IN_ROOT), so such a link is resolved as if the rootfs were "/", and the result
+is an O_PATH fd. Callers operate through that fd (mount onto /proc/self/fd/N, fchmod, ...), so a
+symlink swapped in after the check cannot redirect them either (CVE-2021-30465 and friends).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from . import sys as lsys
+
+_IN_ROOT = lsys.RESOLVE_IN_ROOT | lsys.RESOLVE_NO_MAGICLINKS
+O_PATH = 0o10000000
+
+
+def open_in_root(rootfd: int, path: str, flags: int = O_PATH, mode: int = 0) -> int:
+    """Open `path` (absolute or not) inside the tree of `rootfd`; links stay inside it."""
+    return lsys.openat2(rootfd, path.lstrip("/") or ".", flags, _IN_ROOT, mode)
+
+
+def fd_path(fd: int) -> str:
+    """A path that refers to exactly the object behind `fd`, usable as a mount target/source."""
+    return f"/proc/self/fd/{fd}"
+
+
+def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
+    """mkdir -p inside the rootfs; returns an O_PATH fd of the final directory.
+
+    Each prefix is resolved afresh from the root with RESOLVE_IN_ROOT, so a symlink anywhere in
+    the path is followed as the container would see it, and never out of the rootfs.
+    """
+    parts = [p for p in path.split("/") if p and p != "."]
+    fd = os.dup(rootfd)
+    prefix = ""
+    try:
+        for name in parts:
+            prefix = f"{prefix}/{name}" if prefix else name
+            try:
+                nfd = lsys.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, _IN_ROOT)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(name, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass  # a dangling symlink, or a racing creator: the open below decides
+                nfd = lsys.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, _IN_ROOT)
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def create_file(rootfd: int, path: str, mode: int = 0o644) -> int:
+    """Make sure a file (the mount point of a file bind) exists; returns its O_PATH fd."""
+    parent, name = os.path.split(path.rstrip("/"))
+    pfd = mkdir_all(rootfd, parent)
+    try:
+        try:
+            fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=pfd)
+            os.close(fd)
+        except OSError as e:
+            if e.errno not in (errno.EEXIST, errno.ELOOP, errno.EISDIR, errno.ETXTBSY, errno.EACCES,
+                               errno.ENXIO, errno.EROFS):
+                raise
+        return open_in_root(rootfd, path)
+    finally:
+        os.close(pfd)
+
+
+def make_mountpoint(rootfd: int, path: str, is_dir: bool) -> int:
+    """Create the mount point for a mount at `path` (dir or file); O_PATH fd of it."""
+    if is_dir:
+        return mkdir_all(rootfd, path)
+    try:
+        fd = open_in_root(rootfd, path)
+    except FileNotFoundError:
+        return create_file(rootfd, path)
+    return fd
+
+
+def is_dir_fd(fd: int) -> bool:
+    return stat.S_ISDIR(os.fstat(fd).st_mode)

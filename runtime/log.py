@@ -1,0 +1,72 @@
+"""Logging as runc does it: --log FILE, --log-format text|json, --debug.
+
+containerd and conmon read the JSON lines ({"level","msg","time"}) and report the last error,
+so every failure is logged there as well as printed on stderr.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+class Logger:
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.fmt = "text"
+        self.level = _LEVELS["warning"]
+        self._fd: int | None = None
+        self.t0 = time.monotonic()
+
+    def configure(self, path: str | None, fmt: str, debug: bool) -> None:
+        self.path = path
+        self.fmt = fmt
+        if debug:
+            self.level = _LEVELS["debug"]
+
+    def _out(self) -> int:
+        if self._fd is None:
+            if self.path:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            else:
+                self._fd = 2
+        return self._fd
+
+    def log(self, level: str, msg: str) -> None:
+        if _LEVELS[level] < self.level:
+            return
+        t = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+        if self.fmt == "json":
+            import json
+            line = json.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+        else:
+            esc = msg.replace("\\", "\\\\").replace('"', '\\"')
+            line = f'time="{stamp}" level={level} msg="{esc}"\n'
+        try:
+            os.write(self._out(), line.encode())
+        except OSError:
+            pass
+
+    def debug(self, msg: str) -> None:
+        self.log("debug", msg)
+
+    def warning(self, msg: str) -> None:
+        self.log("warning", msg)
+        if self.path:  # runc shows warnings on stderr too
+            sys.stderr.write(f"WARN: {msg}\n")
+
+    def error(self, msg: str) -> None:
+        self.log("error", msg)
+
+    def phase(self, name: str) -> None:
+        """--debug: how long each setup phase took since the previous one."""
+        if self.level <= _LEVELS["debug"]:
+            now = time.monotonic()
+            self.debug(f"phase {name}: {(now - self.t0) * 1000:.1f} ms")
+            self.t0 = now
+
+
+log = Logger()

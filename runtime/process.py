@@ -1,0 +1,179 @@
+"""The container process: resolve what to exec, then drop privileges in the right order and exec.
+
+Shared by the container init and `runp exec`. The order matters for security:
+fds closed and cwd checked (CVE-2024-21626) -> rlimits -> seccomp (only here if
+noNewPrivileges is false: loading it needs CAP_SYS_ADMIN) -> capabilities around the uid switch
+-> no_new_privs -> seccomp (as late as possible) -> execve.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import RuntimeFailure
+from .spec import Process, Spec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass
+class Prepared:
+    """Everything exec needs, computed before the container is reported ready."""
+
+    path: str
+    args: list[str]
+    env: list[str]
+    process: Process
+    caps: object  # capabilities.CapSets
+    seccomp: object = None  # seccomp.Program, compiled before start
+    seccomp_listener: tuple[str, str] | None = None  # (listenerPath, listenerMetadata)
+    state_json: bytes = b""
+    extra: dict = field(default_factory=dict)
+
+
+def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | None = None) -> Prepared:
+    from .linux import capabilities
+
+    proc = process or spec.process
+    assert proc is not None
+    env = _merge_env(proc.env + (extra_env or []))
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={_home_of(proc.user.uid)}")
+    path = lookup(proc.args[0], env, proc.cwd)
+    caps = capabilities.parse(proc.capabilities)
+    sc = spec.linux.seccomp
+    listener = None
+    program = None
+    if sc is not None:
+        from .linux import seccomp
+        program = seccomp.build(sc)  # compiled now, while libseccomp is still reachable
+        if sc.get("listenerPath"):
+            listener = (sc["listenerPath"], sc.get("listenerMetadata", ""))
+    return Prepared(path, proc.args, env, proc, caps, program, listener)
+
+
+def _merge_env(env: list[str]) -> list[str]:
+    """Later entries win, as with runc (extra LISTEN_FDS/LISTEN_PID override the config)."""
+    seen: dict[str, int] = {}
+    out: list[str] = []
+    for e in env:
+        name = e.split("=", 1)[0]
+        if name in seen:
+            out[seen[name]] = e
+        else:
+            seen[name] = len(out)
+            out.append(e)
+    return out
+
+
+def _home_of(uid: int) -> str:
+    try:
+        with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def lookup(name: str, env: list[str], cwd: str) -> str:
+    """Find the executable as execvp would, with the container's PATH; runc's error text."""
+    if "/" in name:
+        full = name if name.startswith("/") else os.path.join(cwd, name)
+        if not os.path.exists(full):
+            raise RuntimeFailure(f'unable to start container process: exec: "{name}": '
+                                 "stat " + name + ": no such file or directory")
+        if os.path.isdir(full) or not os.access(full, os.X_OK):
+            raise RuntimeFailure(f'unable to start container process: exec: "{name}": permission denied')
+        return full
+    path = DEFAULT_PATH
+    for e in env:
+        if e.startswith("PATH="):
+            path = e[5:]
+    for d in path.split(":"):
+        full = os.path.join(d or cwd, name)
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return full
+    raise RuntimeFailure(f'unable to start container process: exec: "{name}": '
+                         "executable file not found in $PATH")
+
+
+def set_oom_score_adj(value: int) -> None:
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write(str(value))
+
+
+def set_rlimits(proc: Process) -> None:
+    import resource
+    for r in proc.rlimits:
+        soft = resource.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
+        hard = resource.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
+        try:
+            resource.setrlimit(r.resource, (soft, hard))
+        except (OSError, ValueError) as e:
+            raise RuntimeFailure(f"config.json: process.rlimits: {r.type}: {e}") from None
+
+
+def switch_user(proc: Process) -> None:
+    u = proc.user
+    groups = list(u.additional_gids)
+    try:
+        os.setgroups(groups)
+    except PermissionError:
+        # setgroups is denied in a user namespace whose /proc/<pid>/setgroups is "deny"
+        if groups:
+            raise
+    os.setresgid(u.gid, u.gid, u.gid)
+    os.setresuid(u.uid, u.uid, u.uid)
+
+
+def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> None:
+    """Drop privileges and exec; runs after `start`. Never returns."""
+    from .linux import capabilities
+    from .linux import sys as lsys
+
+    proc = p.process
+    if console_slave is not None:
+        for fd in (0, 1, 2):
+            os.dup2(console_slave, fd)
+        if console_slave > 2:
+            os.close(console_slave)
+    lsys.close_range_from(3, set(range(3, 3 + preserve_fds)))
+    for fd in range(3, 3 + preserve_fds):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    os.chdir(proc.cwd)
+    try:
+        os.getcwd()  # ENOENT if the cwd is not reachable from our root
+    except OSError:
+        raise RuntimeFailure(f"process.cwd {proc.cwd} is outside the container root") from None
+    set_rlimits(proc)
+    os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    notify_fd = None
+    if p.seccomp is not None and not proc.no_new_privileges:
+        notify_fd = _load_seccomp(p)
+    capabilities.apply(p.caps, lambda: switch_user(proc))
+    if proc.no_new_privileges:
+        lsys.set_no_new_privs()
+        if p.seccomp is not None:
+            notify_fd = _load_seccomp(p)
+    if notify_fd is not None:
+        os.close(notify_fd)
+    try:
+        os.execve(p.path, p.args, dict(e.split("=", 1) for e in p.env))
+    except OSError as e:
+        os.write(2, f"runp: exec {p.args[0]}: {e.strerror}\n".encode())
+        os._exit(127 if e.errno == 2 else 126)
+
+
+def _load_seccomp(p: Prepared) -> int | None:
+    from .linux import seccomp
+    fd = seccomp.install(p.seccomp)
+    if fd is not None and p.seccomp_listener:
+        listener, metadata = p.seccomp_listener
+        seccomp.send_notify_fd(listener, fd, p.state_json, metadata)
+    return fd

@@ -1,0 +1,515 @@
+"""config.json parsed into dataclasses, with errors that name the JSON path.
+
+The checks here are the ones the runtime needs to act safely and to fail before it creates
+anything; the full JSON Schema (schemas/) is used by `runp check`, off the hot path.
+Subtrees interpreted elsewhere (linux.resources, linux.seccomp) are kept as plain dicts and
+validated by their own modules.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+SUPPORTED_MAJOR = 1
+SPEC_VERSION = "1.3.0"
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+# --- small typed accessors: each raises ConfigError naming the path -----------------------------
+
+_TYPE_NAMES = {str: "a string", bool: "a boolean", int: "an integer", list: "an array",
+               dict: "an object", float: "a number"}
+
+
+def _get(obj: dict, key: str, typ: type, path: str, required: bool = False, default: Any = None):
+    if key not in obj or obj[key] is None:
+        if required:
+            raise ConfigError(_join(path, key), "is required")
+        return default
+    val = obj[key]
+    _expect(val, typ, _join(path, key))
+    return val
+
+
+def _expect(val: Any, typ: type, path: str) -> None:
+    ok = isinstance(val, typ)
+    if typ is int and isinstance(val, bool):
+        ok = False
+    if typ is float and isinstance(val, (int, float)) and not isinstance(val, bool):
+        ok = True
+    if not ok:
+        raise ConfigError(path, f"must be {_TYPE_NAMES.get(typ, typ.__name__)}, not {_json_type(val)}")
+
+
+def _json_type(val: Any) -> str:
+    if val is None:
+        return "null"
+    if isinstance(val, bool):
+        return "boolean"
+    if isinstance(val, int):
+        return "integer"
+    if isinstance(val, float):
+        return "number"
+    if isinstance(val, str):
+        return "string"
+    if isinstance(val, list):
+        return "array"
+    return "object"
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _str_list(obj: dict, key: str, path: str) -> list[str]:
+    vals = _get(obj, key, list, path, default=[])
+    for i, v in enumerate(vals):
+        _expect(v, str, f"{_join(path, key)}[{i}]")
+    return vals
+
+
+def _uint(obj: dict, key: str, path: str, required: bool = False, default: int | None = None,
+          bits: int = 32) -> int | None:
+    v = _get(obj, key, int, path, required=required, default=default)
+    if v is not None and not (0 <= v < (1 << bits)):
+        raise ConfigError(_join(path, key), f"must be between 0 and {(1 << bits) - 1}")
+    return v
+
+
+# --- the dataclasses ----------------------------------------------------------------------------
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: list[int] = field(default_factory=list)
+    username: str = ""
+
+
+@dataclass
+class Rlimit:
+    type: str
+    resource: int
+    soft: int
+    hard: int
+
+
+@dataclass
+class Process:
+    args: list[str]
+    cwd: str
+    env: list[str] = field(default_factory=list)
+    terminal: bool = False
+    console_size: tuple[int, int] | None = None  # (height, width)
+    user: User = field(default_factory=User)
+    rlimits: list[Rlimit] = field(default_factory=list)
+    capabilities: dict | None = None
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+    apparmor_profile: str = ""
+    selinux_label: str = ""
+    scheduler: dict | None = None
+    io_priority: dict | None = None
+    exec_cpu_affinity: dict | None = None
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class Mount:
+    destination: str
+    type: str = ""
+    source: str = ""
+    options: list[str] = field(default_factory=list)
+    uid_mappings: list[dict] = field(default_factory=list)
+    gid_mappings: list[dict] = field(default_factory=list)
+    index: int = 0  # position in config.json "mounts", for error messages
+
+
+@dataclass
+class Namespace:
+    type: str
+    path: str = ""
+
+
+@dataclass
+class IDMap:
+    container_id: int
+    host_id: int
+    size: int
+
+
+@dataclass
+class Device:
+    path: str
+    type: str
+    major: int = 0
+    minor: int = 0
+    file_mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass
+class Hook:
+    path: str
+    args: list[str] = field(default_factory=list)
+    env: list[str] = field(default_factory=list)
+    timeout: int | None = None
+
+
+@dataclass
+class Linux:
+    namespaces: list[Namespace] = field(default_factory=list)
+    uid_mappings: list[IDMap] = field(default_factory=list)
+    gid_mappings: list[IDMap] = field(default_factory=list)
+    time_offsets: dict[str, tuple[int, int]] = field(default_factory=dict)
+    devices: list[Device] = field(default_factory=list)
+    cgroups_path: str | None = None
+    resources: dict | None = None
+    rootfs_propagation: str = ""
+    seccomp: dict | None = None
+    sysctl: dict[str, str] = field(default_factory=dict)
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    mount_label: str = ""
+    personality: dict | None = None
+    intel_rdt: dict | None = None
+
+    def namespace(self, ns_type: str) -> Namespace | None:
+        for ns in self.namespaces:
+            if ns.type == ns_type:
+                return ns
+        return None
+
+
+@dataclass
+class Spec:
+    oci_version: str
+    root_path: str  # absolute
+    root_readonly: bool
+    process: Process | None
+    hostname: str | None
+    domainname: str | None
+    mounts: list[Mount]
+    hooks: dict[str, list[Hook]]
+    annotations: dict[str, str]
+    linux: Linux
+    bundle: str
+    raw: dict
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")
+
+
+def load(bundle: str) -> Spec:
+    """Read and parse <bundle>/config.json."""
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ConfigError("", "no such file or directory", file=path) from None
+    except OSError as e:
+        raise ConfigError("", e.strerror or str(e), file=path) from None
+    try:
+        raw = json.loads(data)
+    except ValueError as e:
+        raise ConfigError("", f"invalid JSON: {e}") from None
+    return parse(raw, bundle)
+
+
+def parse(raw: Any, bundle: str) -> Spec:
+    if not isinstance(raw, dict):
+        raise ConfigError("", f"must be a JSON object, not {_json_type(raw)}")
+    version = _get(raw, "ociVersion", str, "", required=True)
+    _check_version(version)
+    root = _get(raw, "root", dict, "", required=True)
+    root_path = _get(root, "path", str, "root", required=True)
+    if not root_path:
+        raise ConfigError("root.path", "must not be empty")
+    abs_root = root_path if os.path.isabs(root_path) else os.path.join(bundle, root_path)
+    abs_root = os.path.normpath(abs_root)
+    if not os.path.isdir(abs_root):
+        raise ConfigError("root.path", f"{abs_root}: no such directory")
+    proc = raw.get("process")
+    process = _parse_process(proc, "process") if proc is not None else None
+    hostname = _get(raw, "hostname", str, "")
+    domainname = _get(raw, "domainname", str, "")
+    mounts = [_parse_mount(m, f"mounts[{i}]", i)
+              for i, m in enumerate(_get(raw, "mounts", list, "", default=[]))]
+    hooks = _parse_hooks(_get(raw, "hooks", dict, "", default={}))
+    annotations = _get(raw, "annotations", dict, "", default={})
+    for k, v in annotations.items():
+        _expect(v, str, f"annotations.{k}")
+    linux = _parse_linux(_get(raw, "linux", dict, "", default={}))
+    if (hostname or domainname) and not linux.namespace("uts"):
+        which = "hostname" if hostname else "domainname"
+        raise ConfigError(which, "setting it requires a new uts namespace")
+    return Spec(version, abs_root, bool(_get(root, "readonly", bool, "root", default=False)),
+                process, hostname, domainname, mounts, hooks, annotations, linux,
+                os.path.abspath(bundle), raw)
+
+
+def _check_version(version: str) -> None:
+    parts = version.split(".")
+    if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise ConfigError("ociVersion", f'"{version}" is not a valid SemVer version')
+    if int(parts[0]) != SUPPORTED_MAJOR:
+        raise ConfigError("ociVersion", f'unsupported version "{version}" (runp supports {SPEC_VERSION})')
+
+
+def _parse_process(proc: Any, path: str) -> Process:
+    _expect(proc, dict, path)
+    args = _str_list(proc, "args", path)
+    if not args:
+        raise ConfigError(f"{path}.args", "must contain at least one element")
+    cwd = _get(proc, "cwd", str, path, required=True)
+    if not os.path.isabs(cwd):
+        raise ConfigError(f"{path}.cwd", f'"{cwd}" is not an absolute path')
+    env = _str_list(proc, "env", path)
+    for i, e in enumerate(env):
+        if "=" not in e:
+            raise ConfigError(f"{path}.env[{i}]", f'"{e}" is not of the form NAME=value')
+    terminal = _get(proc, "terminal", bool, path, default=False)
+    size = None
+    cs = _get(proc, "consoleSize", dict, path)
+    if cs is not None:
+        size = (_uint(cs, "height", f"{path}.consoleSize", required=True),
+                _uint(cs, "width", f"{path}.consoleSize", required=True))
+    u = _get(proc, "user", dict, path, default={})
+    upath = f"{path}.user"
+    user = User(uid=_uint(u, "uid", upath, default=0), gid=_uint(u, "gid", upath, default=0),
+                umask=_uint(u, "umask", upath), username=_get(u, "username", str, upath, default=""))
+    ag = _get(u, "additionalGids", list, upath, default=[])
+    for i, g in enumerate(ag):
+        if not isinstance(g, int) or isinstance(g, bool) or not 0 <= g < 1 << 32:
+            raise ConfigError(f"{upath}.additionalGids[{i}]", "must be an unsigned 32-bit integer")
+    user.additional_gids = ag
+    rlimits = []
+    seen: set[str] = set()
+    for i, r in enumerate(_get(proc, "rlimits", list, path, default=[])):
+        rp = f"{path}.rlimits[{i}]"
+        _expect(r, dict, rp)
+        typ = _get(r, "type", str, rp, required=True)
+        if typ not in RLIMITS:
+            raise ConfigError(f"{rp}.type", f'unknown rlimit "{typ}"')
+        if typ in seen:
+            raise ConfigError(f"{rp}.type", f'duplicate rlimit "{typ}"')
+        seen.add(typ)
+        soft = _uint(r, "soft", rp, required=True, bits=64)
+        hard = _uint(r, "hard", rp, required=True, bits=64)
+        if soft > hard:
+            raise ConfigError(rp, f"soft limit {soft} is greater than hard limit {hard}")
+        rlimits.append(Rlimit(typ, RLIMITS[typ], soft, hard))
+    caps = _get(proc, "capabilities", dict, path)
+    oom = _get(proc, "oomScoreAdj", int, path)
+    if oom is not None and not -1000 <= oom <= 1000:
+        raise ConfigError(f"{path}.oomScoreAdj", "must be between -1000 and 1000")
+    return Process(
+        args=args, cwd=cwd, env=env, terminal=terminal, console_size=size, user=user,
+        rlimits=rlimits, capabilities=caps,
+        no_new_privileges=_get(proc, "noNewPrivileges", bool, path, default=False),
+        oom_score_adj=oom,
+        apparmor_profile=_get(proc, "apparmorProfile", str, path, default=""),
+        selinux_label=_get(proc, "selinuxLabel", str, path, default=""),
+        scheduler=_get(proc, "scheduler", dict, path),
+        io_priority=_get(proc, "ioPriority", dict, path),
+        exec_cpu_affinity=_get(proc, "execCPUAffinity", dict, path),
+        raw=proc,
+    )
+
+
+def _parse_mount(m: Any, path: str, index: int) -> Mount:
+    _expect(m, dict, path)
+    dest = _get(m, "destination", str, path, required=True)
+    if not dest:
+        raise ConfigError(f"{path}.destination", "must not be empty")
+    # runc accepts relative destinations (treated as relative to /); so do we.
+    if not dest.startswith("/"):
+        dest = "/" + dest
+    return Mount(
+        destination=dest,
+        type=_get(m, "type", str, path, default=""),
+        source=_get(m, "source", str, path, default=""),
+        options=_str_list(m, "options", path),
+        uid_mappings=_get(m, "uidMappings", list, path, default=[]),
+        gid_mappings=_get(m, "gidMappings", list, path, default=[]),
+        index=index,
+    )
+
+
+def _parse_hooks(hooks: dict) -> dict[str, list[Hook]]:
+    out: dict[str, list[Hook]] = {}
+    for kind, items in hooks.items():
+        if kind not in HOOK_KINDS:
+            continue  # unknown hook kinds are ignored (forward compatibility)
+        _expect(items, list, f"hooks.{kind}")
+        lst = []
+        for i, h in enumerate(items):
+            hp = f"hooks.{kind}[{i}]"
+            _expect(h, dict, hp)
+            p = _get(h, "path", str, hp, required=True)
+            if not os.path.isabs(p):
+                raise ConfigError(f"{hp}.path", f'"{p}" is not an absolute path')
+            timeout = _get(h, "timeout", int, hp)
+            if timeout is not None and timeout <= 0:
+                raise ConfigError(f"{hp}.timeout", "must be greater than zero")
+            lst.append(Hook(p, _str_list(h, "args", hp), _str_list(h, "env", hp), timeout))
+        out[kind] = lst
+    return out
+
+
+def _parse_idmaps(lst: list, path: str) -> list[IDMap]:
+    out = []
+    for i, m in enumerate(lst):
+        mp = f"{path}[{i}]"
+        _expect(m, dict, mp)
+        out.append(IDMap(_uint(m, "containerID", mp, required=True),
+                         _uint(m, "hostID", mp, required=True),
+                         _uint(m, "size", mp, required=True)))
+    return out
+
+
+def _parse_linux(lx: dict) -> Linux:
+    p = "linux"
+    linux = Linux()
+    seen: set[str] = set()
+    for i, ns in enumerate(_get(lx, "namespaces", list, p, default=[])):
+        np = f"{p}.namespaces[{i}]"
+        _expect(ns, dict, np)
+        typ = _get(ns, "type", str, np, required=True)
+        if typ not in NAMESPACE_TYPES:
+            raise ConfigError(f"{np}.type", f'unknown namespace type "{typ}"')
+        if typ in seen:
+            raise ConfigError(f"{np}.type", f'duplicate namespace "{typ}"')
+        seen.add(typ)
+        nspath = _get(ns, "path", str, np, default="")
+        if nspath and not os.path.isabs(nspath):
+            raise ConfigError(f"{np}.path", f'"{nspath}" is not an absolute path')
+        linux.namespaces.append(Namespace(typ, nspath))
+    linux.uid_mappings = _parse_idmaps(_get(lx, "uidMappings", list, p, default=[]), f"{p}.uidMappings")
+    linux.gid_mappings = _parse_idmaps(_get(lx, "gidMappings", list, p, default=[]), f"{p}.gidMappings")
+    userns = linux.namespace("user")
+    if (linux.uid_mappings or linux.gid_mappings) and not userns:
+        raise ConfigError(f"{p}.uidMappings", "id mappings require a user namespace")
+    if userns and not userns.path and not (linux.uid_mappings and linux.gid_mappings):
+        raise ConfigError(f"{p}.uidMappings", "a new user namespace needs uidMappings and gidMappings")
+    tof = _get(lx, "timeOffsets", dict, p, default={})
+    for clock, off in tof.items():
+        tp = f"{p}.timeOffsets.{clock}"
+        if clock not in ("monotonic", "boottime"):
+            raise ConfigError(tp, f'unknown clock "{clock}"')
+        _expect(off, dict, tp)
+        linux.time_offsets[clock] = (_get(off, "secs", int, tp, default=0),
+                                     _uint(off, "nanosecs", tp, default=0))
+    tns = linux.namespace("time")
+    if linux.time_offsets and (not tns or tns.path):
+        raise ConfigError(f"{p}.timeOffsets", "time offsets require a new time namespace")
+    for i, d in enumerate(_get(lx, "devices", list, p, default=[])):
+        dp = f"{p}.devices[{i}]"
+        _expect(d, dict, dp)
+        dpath = _get(d, "path", str, dp, required=True)
+        if not os.path.isabs(dpath):
+            raise ConfigError(f"{dp}.path", f'"{dpath}" is not an absolute path')
+        typ = _get(d, "type", str, dp, required=True)
+        if typ not in ("c", "b", "u", "p"):
+            raise ConfigError(f"{dp}.type", f'unknown device type "{typ}"')
+        major = _get(d, "major", int, dp, required=typ != "p", default=0)
+        minor = _get(d, "minor", int, dp, required=typ != "p", default=0)
+        linux.devices.append(Device(dpath, typ, major, minor, _uint(d, "fileMode", dp),
+                                    _uint(d, "uid", dp), _uint(d, "gid", dp)))
+    linux.cgroups_path = _get(lx, "cgroupsPath", str, p)
+    linux.resources = _get(lx, "resources", dict, p)
+    prop = _get(lx, "rootfsPropagation", str, p, default="")
+    if prop not in ("", "shared", "slave", "private", "unbindable", "rshared", "rslave",
+                    "rprivate", "runbindable"):
+        raise ConfigError(f"{p}.rootfsPropagation", f'unknown propagation "{prop}"')
+    linux.rootfs_propagation = prop
+    linux.seccomp = _get(lx, "seccomp", dict, p)
+    sysctl = _get(lx, "sysctl", dict, p, default={})
+    for k, v in sysctl.items():
+        _expect(v, str, f"{p}.sysctl.{k}")
+        if "/" in k.replace(".", "") or ".." in k:
+            raise ConfigError(f"{p}.sysctl.{k}", "invalid sysctl name")
+    linux.sysctl = sysctl
+    linux.masked_paths = _str_list(lx, "maskedPaths", p)
+    linux.readonly_paths = _str_list(lx, "readonlyPaths", p)
+    for key, lst in (("maskedPaths", linux.masked_paths), ("readonlyPaths", linux.readonly_paths)):
+        for i, mp in enumerate(lst):
+            if not os.path.isabs(mp):
+                raise ConfigError(f"{p}.{key}[{i}]", f'"{mp}" is not an absolute path')
+    linux.mount_label = _get(lx, "mountLabel", str, p, default="")
+    linux.personality = _get(lx, "personality", dict, p)
+    linux.intel_rdt = _get(lx, "intelRdt", dict, p)
+    return linux
+
+
+# --- `runp spec` -----------------------------------------------------------------------------------
+
+def default_spec(rootless: bool = False) -> dict:
+    """The config `runp spec` writes: runc's example config, for runtime-spec 1.3."""
+    caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    devpts = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+    if not rootless:
+        devpts.append("gid=5")
+    spec: dict = {
+        "ociVersion": SPEC_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted", "ambient")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "runp",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": devpts},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                            "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                            "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"],
+        },
+    }
+    if rootless:
+        lx = spec["linux"]
+        del lx["resources"]
+        lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+        lx["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+        lx["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+        spec["mounts"][5] = {"destination": "/sys", "type": "none", "source": "/sys",
+                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+    return spec

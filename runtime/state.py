@@ -1,0 +1,171 @@
+"""The state directory: <root>/<id>/{state.json, exec.fifo, config.json, lock}.
+
+state.json is written once by `create` (atomically) and rewritten only by commands that change
+what it records. The status is never stored: it is derived each time from the init process
+(alive, same start time), the exec fifo (present = created) and the freezer (paused).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ContainerNotFound, RuntimeFailure
+
+DEFAULT_ROOT = "/run/runp"
+STATE_FILE = "state.json"
+FIFO_FILE = "exec.fifo"
+CONFIG_FILE = "config.json"
+
+
+def validate_id(container_id: str) -> None:
+    if (not container_id or container_id in (".", "..") or "/" in container_id
+            or "\0" in container_id or len(container_id) > 1024):
+        raise RuntimeFailure(f"invalid container id format: {container_id!r}")
+    for ch in container_id:
+        if not (ch.isalnum() or ch in "_+-.") or not ch.isascii():
+            raise RuntimeFailure(f"invalid container id format: {container_id!r}")
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write `path` so readers see the old or the new content, never a partial file."""
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot, or None if it is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    rest = data[data.rfind(b")") + 2:].split()
+    if rest[0] in (b"Z", b"X"):
+        return None
+    return int(rest[19])
+
+
+@dataclass
+class State:
+    """What `create` records about a container; everything later commands need."""
+
+    id: str
+    pid: int
+    bundle: str
+    rootfs: str
+    created: str
+    start_time: int
+    annotations: dict[str, str] = field(default_factory=dict)
+    owner: str = ""
+    oci_version: str = ""
+    cgroup: dict[str, Any] = field(default_factory=dict)
+    namespaces: dict[str, str] = field(default_factory=dict)  # type -> /proc/<pid>/ns path to join
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "ociVersion": self.oci_version, "id": self.id, "pid": self.pid, "bundle": self.bundle,
+            "rootfs": self.rootfs, "created": self.created, "owner": self.owner,
+            "annotations": self.annotations, "runp": {
+                "start_time": self.start_time, "cgroup": self.cgroup,
+                "namespaces": self.namespaces, **self.extra},
+        }).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "State":
+        d = json.loads(data)
+        r = d.get("runp", {})
+        extra = {k: v for k, v in r.items() if k not in ("start_time", "cgroup", "namespaces")}
+        return cls(id=d["id"], pid=d["pid"], bundle=d["bundle"], rootfs=d["rootfs"],
+                   created=d["created"], start_time=r.get("start_time", 0),
+                   annotations=d.get("annotations") or {}, owner=d.get("owner", ""),
+                   oci_version=d.get("ociVersion", ""), cgroup=r.get("cgroup", {}),
+                   namespaces=r.get("namespaces", {}), extra=extra)
+
+
+class StateDir:
+    """One container's directory under the runtime root."""
+
+    def __init__(self, root: str, container_id: str) -> None:
+        validate_id(container_id)
+        self.root = root
+        self.id = container_id
+        self.path = os.path.join(root, container_id)
+        self._lock_fd: int | None = None
+
+    def file(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def make(self) -> None:
+        """Create the directory; exactly one of several concurrent creators wins."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        try:
+            os.mkdir(self.path, 0o711)
+        except FileExistsError:
+            from .errors import ContainerExists
+            raise ContainerExists(self.id) from None
+
+    def lock(self) -> None:
+        """Exclusive lock across runp processes acting on this container (flock on the dir)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise ContainerNotFound(self.id) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load(self) -> State:
+        try:
+            with open(self.file(STATE_FILE), "rb") as f:
+                return State.from_json(f.read())
+        except FileNotFoundError:
+            raise ContainerNotFound(self.id) from None
+
+    def save(self, state: State) -> None:
+        write_atomic(self.file(STATE_FILE), state.to_json())
+
+    def remove(self) -> None:
+        """Remove the directory and what is in it (no subdirectories are ever made)."""
+        try:
+            names = os.listdir(self.path)
+        except FileNotFoundError:
+            return
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
+    except FileNotFoundError:
+        return []
+
+
+def now_rfc3339() -> str:
+    t = time.time()
+    ns = int((t % 1) * 1e9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{ns:09d}Z"
