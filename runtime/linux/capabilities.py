@@ -1,0 +1,236 @@
+"""process.capabilities: parse the five sets and apply them in the container init.
+
+Applying is split around the uid switch the way runc does it: the bounding set is reduced while
+we are still root (PR_CAPBSET_DROP needs CAP_SETPCAP), PR_SET_KEEPCAPS carries the permitted set
+across setuid(), and only then are effective/permitted/inheritable set with capset(2) and the
+ambient set raised (ambient needs the cap in both permitted and inheritable).
+
+Only ctypes (via runtime.linux.sys) is used: python-prctl would cost an extra import for four
+prctl calls.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings anyway
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+from ..errors import ConfigError
+from . import sys as _sys
+
+CAPS: dict[str, int] = {
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_DAC_READ_SEARCH": 2,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12,
+    "CAP_NET_RAW": 13,
+    "CAP_IPC_LOCK": 14,
+    "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16,
+    "CAP_SYS_RAWIO": 17,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20,
+    "CAP_SYS_ADMIN": 21,
+    "CAP_SYS_BOOT": 22,
+    "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24,
+    "CAP_SYS_TIME": 25,
+    "CAP_SYS_TTY_CONFIG": 26,
+    "CAP_MKNOD": 27,
+    "CAP_LEASE": 28,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_AUDIT_CONTROL": 30,
+    "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32,
+    "CAP_MAC_ADMIN": 33,
+    "CAP_SYSLOG": 34,
+    "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36,
+    "CAP_AUDIT_READ": 37,
+    "CAP_PERFMON": 38,
+    "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+CAP_NAMES: dict[int, str] = {v: k for k, v in CAPS.items()}
+
+SET_NAMES = ("bounding", "effective", "inheritable", "permitted", "ambient")
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+@dataclass(frozen=True)
+class CapSets:
+    """The five sets as capability numbers. A set absent from config.json is empty (runc)."""
+
+    bounding: frozenset[int] = frozenset()
+    effective: frozenset[int] = frozenset()
+    inheritable: frozenset[int] = frozenset()
+    permitted: frozenset[int] = frozenset()
+    ambient: frozenset[int] = frozenset()
+
+
+def mask(caps: frozenset[int] | set[int]) -> int:
+    """The bit mask of a set, as /proc/PID/status shows it (CapEff: etc.)."""
+    m = 0
+    for c in caps:
+        m |= 1 << c
+    return m
+
+
+def last_cap() -> int:
+    """The highest capability number this kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPS.values())
+
+
+def host_bounding() -> int:
+    """This process's bounding set: a capability outside it can never be granted."""
+    with open("/proc/self/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"CapBnd:"):
+                return int(line.split()[1], 16)
+    return (1 << (last_cap() + 1)) - 1
+
+
+def parse(caps: dict | None, path: str = "process.capabilities",
+          warn: Callable[[str], None] | None = None) -> CapSets | None:
+    """Validate process.capabilities and map names to numbers.
+
+    None (no `capabilities` object) returns None: like runc, the init then leaves the capability
+    sets alone. An unknown name, or one the host cannot grant (beyond cap_last_cap or outside
+    our bounding set), raises ConfigError; if `warn` is given it is called with the message and
+    the name is dropped instead, which is what runtime-spec 1.3 asks ("MUST be logged as a
+    warning ... SHOULD NOT fail") and what runc does. Wrong JSON types always raise.
+    """
+    if caps is None:
+        return None
+    if not isinstance(caps, dict):
+        raise ConfigError(path, f"must be an object, not {_json_type(caps)}")
+    avail: int | None = None
+    sets: dict[str, frozenset[int]] = {}
+    for name in SET_NAMES:
+        where = f"{path}.{name}"
+        val = caps.get(name)
+        if val is None:
+            sets[name] = frozenset()
+            continue
+        if not isinstance(val, list):
+            raise ConfigError(where, f"must be an array, not {_json_type(val)}")
+        out: set[int] = set()
+        for i, cap in enumerate(val):
+            item = f"{where}[{i}]"
+            if not isinstance(cap, str):
+                raise ConfigError(item, f"must be a string, not {_json_type(cap)}")
+            num = CAPS.get(cap)
+            if num is None:
+                _problem(item, f'unknown capability "{cap}"', warn)
+                continue
+            if avail is None:
+                avail = host_bounding() & ((1 << (last_cap() + 1)) - 1)
+            if not avail >> num & 1:
+                _problem(item, f'capability "{cap}" is not available on this host', warn)
+                continue
+            out.add(num)
+        sets[name] = frozenset(out)
+    return CapSets(**sets)
+
+
+def apply(caps: CapSets | None, switch_user: Callable[[], None],
+          warn: Callable[[str], None] | None = None) -> None:
+    """Drop the bounding set, switch user keeping caps, then set E/P/I and the ambient set.
+
+    Call in the container init, as (namespaced) root with CAP_SETPCAP, after everything that
+    needs privileges and before exec. `switch_user` does setgroups/setgid/setuid. With `caps`
+    None only the user is switched (runc: no capabilities object means no capability changes).
+    An ambient capability that cannot be raised (not in permitted and inheritable) raises
+    OSError, or is reported through `warn` and skipped (runc only warns).
+    """
+    if caps is not None:
+        top = last_cap()
+        for c in range(top + 1):
+            if c not in caps.bounding and _sys.prctl(_sys.PR_CAPBSET_READ, c) == 1:
+                _sys.prctl(_sys.PR_CAPBSET_DROP, c)
+    _sys.prctl(_sys.PR_SET_KEEPCAPS, 1)
+    switch_user()
+    _sys.prctl(_sys.PR_SET_KEEPCAPS, 0)
+    if caps is None:
+        return
+    capset(caps.effective, caps.permitted, caps.inheritable)
+    try:
+        _sys.prctl(_sys.PR_CAP_AMBIENT, _sys.PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError as e:
+        if e.errno != 22:  # EINVAL: kernel without ambient capabilities (< 4.3)
+            raise
+    for c in sorted(caps.ambient):
+        try:
+            _sys.prctl(_sys.PR_CAP_AMBIENT, _sys.PR_CAP_AMBIENT_RAISE, c)
+        except OSError as e:
+            name = CAP_NAMES.get(c, str(c))
+            msg = f"cannot raise ambient capability {name}: {os.strerror(e.errno or 0)}"
+            if warn is None:
+                raise OSError(e.errno, msg) from None
+            warn(msg)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective: frozenset[int], permitted: frozenset[int],
+           inheritable: frozenset[int]) -> None:
+    """capset(2) on this thread with the 64-bit (version 3, two-word) interface."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for word in (0, 1):
+        shift = 32 * word
+        data[word].effective = (mask(effective) >> shift) & 0xFFFFFFFF
+        data[word].permitted = (mask(permitted) >> shift) & 0xFFFFFFFF
+        data[word].inheritable = (mask(inheritable) >> shift) & 0xFFFFFFFF
+    ret = _sys.libc.syscall(ctypes.c_long(_sys.SYS_capset), ctypes.byref(hdr), data)
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def _problem(path: str, problem: str, warn: Callable[[str], None] | None) -> None:
+    err = ConfigError(path, problem)
+    if warn is None:
+        raise err
+    warn(str(err))
+
+
+def _json_type(val: Any) -> str:
+    if val is None:
+        return "null"
+    if isinstance(val, bool):
+        return "boolean"
+    if isinstance(val, (int, float)):
+        return "number"
+    if isinstance(val, str):
+        return "string"
+    if isinstance(val, list):
+        return "array"
+    if isinstance(val, dict):
+        return "object"
+    return type(val).__name__
