@@ -391,12 +391,32 @@ class _Creator:
                 pipe.send("ok")
             elif kind == "hooks":
                 pipe.send("ok", self._prestart_hooks().decode())
+            elif kind == "seccompfd":
+                self._send_seccomp_fd(pipe)
+                pipe.send("ok")
             elif kind == "ready":
                 return
             elif kind == "error":
                 raise RuntimeFailure(payload)
             elif kind == "eof":
                 raise RuntimeFailure("container init exited during setup")
+
+    def _send_seccomp_fd(self, pipe) -> None:
+        """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
+        from .linux import seccomp
+        fds = getattr(pipe, "last_fds", [])
+        sc = self.spec.linux.seccomp or {}
+        try:
+            from .hooks import state_json
+            state = state_json(self.spec, self.c.id, "creating", self.init_pid)
+            seccomp.send_notify_fd(sc["listenerPath"], fds[0], state,
+                                   sc.get("listenerMetadata", ""), pid=self.init_pid)
+        except RuntimeFailure as e:
+            pipe.send("error", str(e))
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def _prestart_hooks(self) -> bytes:
         from .hooks import state_json

@@ -29,12 +29,14 @@ class InitPipe:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.last_fds: list[int] = []  # fds that came with the last message (SCM_RIGHTS)
 
     def send(self, kind: str, payload: str = "") -> None:
         self.sock.send(f"{kind} {payload}".encode() if payload else kind.encode())
 
     def recv(self) -> tuple[str, str]:
-        data = self.sock.recv(65536)
+        data, fds, _, _ = socket.recv_fds(self.sock, 65536, 4)
+        self.last_fds = fds
         if not data:
             return "eof", ""
         kind, _, payload = data.decode(errors="replace").partition(" ")
@@ -133,6 +135,25 @@ def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
     pipe.send("pid", str(pid))
 
 
+def _install_notify_filter(prepared, pipe: InitPipe) -> None:
+    """A profile with SCMP_ACT_NOTIFY is installed before "ready", so the parent (still alive
+    and on the host, where listenerPath is) can hand the listener fd to the seccomp agent."""
+    from .linux import seccomp
+    if prepared.process.no_new_privileges:
+        lsys.set_no_new_privs()
+    fd = seccomp.install(prepared.seccomp)
+    prepared.seccomp = None
+    if fd is None:
+        return
+    try:
+        socket.send_fds(pipe.sock, [b"seccompfd"], [fd])
+    finally:
+        os.close(fd)
+    reply, text = pipe.recv()
+    if reply != "ok":
+        raise RuntimeFailure(text)
+
+
 def _preload(spec: Spec) -> None:
     """Import now everything needed after pivot_root: the host's site-packages (and the
     interpreter's stdlib) are out of reach from inside the container's root."""
@@ -194,6 +215,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     prepared = cproc.prepare(spec, opts.extra_env)
     if proc.oom_score_adj is not None:
         cproc.set_oom_score_adj(proc.oom_score_adj)
+    prepared.state_json = hook_state
+    if prepared.seccomp is not None and prepared.seccomp_listener:
+        _install_notify_filter(prepared, pipe)
     if not opts.cgroup_early:
         pipe.call("cgroup")  # join late: what this process allocated so far stays outside
     pipe.send("ready")
@@ -204,4 +228,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     if spec.hooks.get("startContainer"):
         from . import hooks
         hooks.run_in_container(spec, "startContainer", hook_state)
-    cproc.exec_process(prepared, console_slave, opts.preserve_fds)
+    try:
+        cproc.exec_process(prepared, console_slave, opts.preserve_fds)
+    except BaseException as e:  # noqa: BLE001 - nobody is listening on the pipe any more
+        os.write(2, f"runp: {describe(e)}\n".encode())
+        os._exit(1)

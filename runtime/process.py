@@ -156,7 +156,8 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
     notify_fd = None
     if p.seccomp is not None and not proc.no_new_privileges:
         notify_fd = _load_seccomp(p)
-    capabilities.apply(p.caps, lambda: switch_user(proc))
+    # an ambient capability that cannot be raised (not inheritable) is dropped, as runc does
+    capabilities.apply(p.caps, lambda: switch_user(proc), warn=_debug)
     if proc.no_new_privileges:
         lsys.set_no_new_privs()
         if p.seccomp is not None:
@@ -170,10 +171,12 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
         os._exit(127 if e.errno == 2 else 126)
 
 
+def _debug(msg: str) -> None:
+    from .log import log
+    log.debug(msg)
+
+
 def _load_seccomp(p: Prepared) -> int | None:
+    """Install the compiled filter (profiles with a notify listener were installed earlier)."""
     from .linux import seccomp
-    fd = seccomp.install(p.seccomp)
-    if fd is not None and p.seccomp_listener:
-        listener, metadata = p.seccomp_listener
-        seccomp.send_notify_fd(listener, fd, p.state_json, metadata)
-    return fd
+    return seccomp.install(p.seccomp)

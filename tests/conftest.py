@@ -1,0 +1,155 @@
+"""Shared fixtures: a busybox rootfs, bundles, and a runp runner with its own --root.
+
+Every test that makes containers gets a fresh state root; at teardown every container left in
+it is force-deleted and the test fails if anything (state dir, process) survives.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP))
+
+RUNP = os.environ.get("RUNP") or str(TOP / ".venv" / "bin" / "runp")
+BUSYBOX = "/bin/busybox"
+APPLETS = ("sh ls cat id hostname mount echo true false sleep ps grep env pwd mkdir readlink "
+           "uname wc touch rm ln stat head tail tr cut sort test kill mknod chmod printf seq "
+           "umask ulimit dd nproc yes date df mountpoint nc ip ifconfig wget xargs").split()
+
+
+def build_rootfs(dest: Path) -> Path:
+    """A minimal busybox rootfs: /bin/busybox and its applets, /etc/passwd, empty mount points."""
+    for d in ("bin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user", "var"):
+        (dest / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
+    for a in APPLETS:
+        link = dest / "bin" / a
+        if not link.exists():
+            link.symlink_to("busybox")
+    (dest / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n"
+                                         "user:x:1000:1000:user:/home/user:/bin/sh\n"
+                                         "nobody:x:65534:65534:nobody:/:/bin/sh\n")
+    (dest / "etc" / "group").write_text("root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n")
+    (dest / "tmp").chmod(0o1777)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(tmp_path_factory) -> Path:
+    return build_rootfs(tmp_path_factory.mktemp("rootfs-template") / "rootfs")
+
+
+def base_config(args: list[str] | None = None) -> dict:
+    """`runp spec` without a terminal: what most tests start from."""
+    from runtime.spec import default_spec
+    cfg = default_spec()
+    cfg["process"]["terminal"] = False
+    cfg["process"]["args"] = args or ["true"]
+    cfg["root"]["readonly"] = False
+    return cfg
+
+
+class Bundle:
+    def __init__(self, path: Path, template: Path) -> None:
+        self.path = path
+        self.rootfs = path / "rootfs"
+        shutil.copytree(template, self.rootfs, symlinks=True)
+        self.config = base_config()
+
+    def write(self, config: dict | None = None) -> "Bundle":
+        if config is not None:
+            self.config = config
+        (self.path / "config.json").write_text(json.dumps(self.config))
+        return self
+
+    def set_args(self, *args: str) -> "Bundle":
+        self.config["process"]["args"] = list(args)
+        return self.write()
+
+
+@pytest.fixture
+def bundle(tmp_path, rootfs_template) -> Bundle:
+    b = Bundle(tmp_path / "bundle", rootfs_template)
+    b.path.mkdir(exist_ok=True)
+    return b.write()
+
+
+@pytest.fixture
+def make_bundle(tmp_path, rootfs_template):
+    n = [0]
+
+    def make() -> Bundle:
+        n[0] += 1
+        p = tmp_path / f"bundle{n[0]}"
+        p.mkdir()
+        return Bundle(p, rootfs_template).write()
+    return make
+
+
+class Runp:
+    """Runs the runp binary with a private --root; remembers nothing but the root."""
+
+    def __init__(self, root: Path, binary: str = RUNP) -> None:
+        self.root = root
+        self.binary = binary
+
+    def cmd(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60, input: bytes | None = None,
+                 **kw) -> subprocess.CompletedProcess:
+        p = subprocess.run(self.cmd(*args), capture_output=True, timeout=timeout, input=input, **kw)
+        if check and p.returncode != 0:
+            raise AssertionError(f"runp {' '.join(args)} exited {p.returncode}: "
+                                 f"{p.stderr.decode(errors='replace')}")
+        return p
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid).stdout)
+
+    def ids(self) -> list[str]:
+        return self("list", "-q").stdout.decode().split()
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def runp(tmp_path):
+    root = tmp_path / "state"
+    r = Runp(root)
+    yield r
+    leftovers = []
+    if root.exists():
+        for cid in os.listdir(root):
+            leftovers.append(cid)
+            try:
+                pid = json.loads((root / cid / "state.json").read_text()).get("pid", 0)
+            except (OSError, ValueError):
+                pid = 0
+            subprocess.run(r.cmd("delete", "--force", cid), capture_output=True, timeout=30)
+            if pid and Path(f"/proc/{pid}").exists():
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if stat[stat.rfind(")") + 2] != "Z":
+                    os.kill(pid, 9)
+        remaining = os.listdir(root)
+        assert not remaining, f"containers survived force delete: {remaining}"
+
+
+@pytest.fixture
+def cid() -> str:
+    return new_id()
+
+
+def deep(cfg: dict) -> dict:
+    return copy.deepcopy(cfg)

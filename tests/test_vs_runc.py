@@ -1,0 +1,69 @@
+"""The same busybox bundle gives the same observable result under runp and runc."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import new_id
+
+RUNC = shutil.which("runc")
+pytestmark = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+
+USERNS = {"namespaces_add": [{"type": "user"}],
+          "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+          "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
+
+
+def run_both(runp, bundle, tmp_path, args, userns=False):
+    bundle.config["process"]["args"] = args
+    if userns:
+        lx = bundle.config["linux"]
+        lx["namespaces"].append({"type": "user"})
+        lx["uidMappings"] = USERNS["uidMappings"]
+        lx["gidMappings"] = USERNS["gidMappings"]
+        # sysfs cannot be mounted in a user ns that does not own the net ns... it does here;
+        # the cgroup mount is a bind of host dirs, fine either way
+    bundle.write()
+    out = {}
+    for name, cmd in (("runp", runp.cmd()), ("runc", [RUNC, "--root", str(tmp_path / "runc-root")])):
+        cid = new_id(name)
+        try:
+            p = subprocess.run(cmd + ["run", "-b", str(bundle.path), cid], capture_output=True,
+                               timeout=60)
+        finally:
+            subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+        out[name] = (p.returncode, p.stdout.decode())
+    return out
+
+
+@pytest.mark.parametrize("args", [
+    ["hostname"],
+    ["id"],
+    ["sh", "-c", "ls /dev"],
+    ["sh", "-c", "ls -l /dev | grep -v ' pts$' | awk '{print $1, $5, $6, $NF}'"],
+    ["sh", "-c", "mount | sort"],
+    ["sh", "-c", "exit 3"],
+    ["sh", "-c", "kill -9 $$"],
+    ["sh", "-c", "cat /proc/self/status | grep -E '^(Cap|NoNewPrivs|Seccomp:)'"],
+    ["sh", "-c", "ulimit -n; ulimit -Hn"],
+    ["sh", "-c", "echo $HOME $PATH $TERM; pwd"],
+    ["sh", "-c", "ls /proc/self/fd"],
+    ["sh", "-c", "cat /proc/self/mountinfo | awk '{print $5, $6}' | sort"],
+], ids=lambda a: " ".join(a)[:40])
+def test_same_as_runc(runp, bundle, tmp_path, args):
+    out = run_both(runp, bundle, tmp_path, args)
+    assert out["runp"] == out["runc"]
+
+
+@pytest.mark.parametrize("args", [
+    ["cat", "/proc/self/uid_map"],
+    ["cat", "/proc/self/gid_map"],
+    ["id"],
+    ["sh", "-c", "mount | sort"],
+    ["sh", "-c", "ls -ln /dev | awk '{print $1, $3, $4, $NF}'"],
+], ids=lambda a: " ".join(a)[:40])
+def test_same_as_runc_userns(runp, bundle, tmp_path, args):
+    out = run_both(runp, bundle, tmp_path, args, userns=True)
+    assert out["runp"] == out["runc"]
