@@ -1,0 +1,406 @@
+"""Small helpers shared by the cgroup v1 and v2 code: file access, mount discovery, paths.
+
+Only `os` is imported here: `runp delete`/`pause`/`ps` reopen a manager and must stay cheap.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from ...errors import ConfigError, RuntimeFailure
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+UNIFIED_HYBRID = "/sys/fs/cgroup/unified"
+
+# v1 hierarchies the runtime puts containers into (like runc: every controller it knows, plus the
+# name=systemd hierarchy that systemd and tools like `systemd-cgls` look at).
+V1_CONTROLLERS = frozenset((
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "hugetlb",
+    "net_cls", "net_prio", "perf_event", "rdma", "misc", "name=systemd",
+))
+
+MAX_UINT64 = (1 << 64) - 1
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+def read(dirpath: str, name: str) -> str:
+    fd = os.open(f"{dirpath}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(fd)
+
+
+def try_read(dirpath: str, name: str) -> str | None:
+    try:
+        return read(dirpath, name)
+    except OSError:
+        return None
+
+
+def write(dirpath: str, name: str, value: str) -> None:
+    """One write(2) of `value` to a cgroup file (the kernel parses each write separately)."""
+    fd = os.open(f"{dirpath}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def exists(dirpath: str, name: str) -> bool:
+    return os.path.exists(f"{dirpath}/{name}")
+
+
+def parse_uint(text: str) -> int:
+    """A cgroup number: "max" is 2^64-1 (like runc); negative v1 values clamp to 0."""
+    text = text.strip()
+    if text == "max":
+        return MAX_UINT64
+    try:
+        v = int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            return 0
+        return 0 if f < 0 else int(f)
+    return 0 if v < 0 else v
+
+
+def read_uint(dirpath: str, name: str, default: int | None = 0) -> int:
+    try:
+        return parse_uint(read(dirpath, name))
+    except OSError:
+        if default is None:
+            raise
+        return default
+
+
+def read_keyed(dirpath: str, name: str) -> dict[str, int]:
+    """A flat-keyed file ("key value" per line) such as memory.stat or memory.events."""
+    out: dict[str, int] = {}
+    try:
+        text = read(dirpath, name)
+    except OSError:
+        return out
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if v:
+            out[k] = parse_uint(v)
+    return out
+
+
+def read_psi(dirpath: str, name: str) -> dict | None:
+    """A pressure file as runc's PSIStats ({"some": {...}, "full": {...}}), None if absent."""
+    try:
+        text = read(dirpath, name)
+    except OSError:
+        return None
+    out: dict = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts or parts[0] not in ("some", "full"):
+            continue
+        d = {"avg10": 0.0, "avg60": 0.0, "avg300": 0.0, "total": 0}
+        for item in parts[1:]:
+            k, _, v = item.partition("=")
+            if k == "total":
+                d[k] = int(v)
+            elif k in d:
+                d[k] = float(v)
+        if any(d.values()):
+            out[parts[0]] = d
+    return out
+
+
+# --- directories ----------------------------------------------------------------------------------
+
+def mkdirs(path: str, created: list[str]) -> None:
+    """mkdir -p, appending every directory it made (parents first) to `created`."""
+    missing = []
+    p = path
+    while not os.path.isdir(p):
+        missing.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            continue
+        created.append(d)
+
+
+def rmdir_retry(path: str, retry: bool) -> OSError | None:
+    """rmdir, retrying EBUSY for about a second (processes still exiting). None when gone."""
+    delay = 0.001
+    for _ in range(11 if retry else 1):
+        try:
+            os.rmdir(path)
+            return None
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            if e.errno != 16 or not retry:  # EBUSY
+                return e
+            err = e
+        time.sleep(delay)
+        delay *= 2
+    return err
+
+
+def remove_tree(path: str, retry: bool = True) -> OSError | None:
+    """Remove a cgroup and the sub-cgroups the container made inside it, deepest first."""
+    if rmdir_retry(path, False) is None:
+        return None
+    try:
+        entries = list(os.scandir(path))
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return e
+    for e in entries:
+        if e.is_dir(follow_symlinks=False):
+            err = remove_tree(e.path, retry)
+            if err is not None:
+                return err
+    return rmdir_retry(path, retry)
+
+
+def procs(dirpath: str, recursive: bool = True) -> list[int]:
+    out: list[int] = []
+    try:
+        text = read(dirpath, "cgroup.procs")
+    except OSError:
+        return out
+    out.extend(int(x) for x in text.split())
+    if recursive:
+        try:
+            subs = [e.path for e in os.scandir(dirpath) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            subs = []
+        for s in subs:
+            out.extend(procs(s, True))
+    return out
+
+
+# --- discovery ------------------------------------------------------------------------------------
+
+def _unescape(s: str) -> str:
+    if "\\" not in s:
+        return s
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and len(s[i + 1:i + 4]) == 3 and s[i + 1:i + 4].isdigit():
+            out.append(chr(int(s[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+def v1_mounts() -> list[tuple[str, str, frozenset[str]]]:
+    """The mounted cgroup v1 hierarchies the runtime uses: (mountpoint, mount root, controllers).
+
+    One entry per hierarchy (the first mount of it, preferring those under /sys/fs/cgroup).
+    """
+    seen: dict[frozenset[str], tuple[str, str, frozenset[str]]] = {}
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            pre, sep, post = line.partition(" - ")
+            if not sep:
+                continue
+            post_f = post.split()
+            if not post_f or post_f[0] != "cgroup":
+                continue
+            fields = pre.split()
+            root, mnt = _unescape(fields[3]), _unescape(fields[4])
+            opts = post_f[2].split(",") if len(post_f) > 2 else []
+            ctrls = frozenset(o for o in opts if o in V1_CONTROLLERS or o.startswith("name="))
+            if not ctrls & V1_CONTROLLERS:
+                continue
+            prev = seen.get(ctrls)
+            if prev is None or (not prev[0].startswith(CGROUP_ROOT + "/")
+                                and mnt.startswith(CGROUP_ROOT + "/")):
+                seen[ctrls] = (mnt, root, ctrls)
+    return list(seen.values())
+
+
+def own_cgroups(pid: int | str = "self") -> dict[str, str]:
+    """/proc/PID/cgroup as {controller: path}; the v2 entry has key ""."""
+    out: dict[str, str] = {}
+    with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            _, _, rest = line.partition(":")
+            ctrls, _, path = rest.partition(":")
+            if not ctrls:
+                out[""] = path
+            for c in ctrls.split(","):
+                if c:
+                    out[c] = path
+    return out
+
+
+def clean_path(path: str) -> str:
+    """Lexically clean a cgroup path; ".." never climbs above the start ("/" for both kinds)."""
+    absolute = path.startswith("/")
+    parts: list[str] = []
+    for p in path.split("/"):
+        if p in ("", "."):
+            continue
+        if p == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(p)
+    joined = "/".join(parts)
+    return "/" + joined if absolute else joined
+
+
+def join(*parts: str) -> str:
+    """Join cgroup path pieces; every piece after the first is taken as relative."""
+    out = parts[0].rstrip("/") or "/"
+    for p in parts[1:]:
+        p = p.strip("/")
+        if p:
+            out = out + "/" + p if out != "/" else "/" + p
+    return out
+
+
+def fail(msg: str) -> RuntimeFailure:
+    return RuntimeFailure(msg)
+
+
+def not_supported(field: str, why: str) -> ConfigError:
+    return ConfigError(field, f"not supported on this host ({why})")
+
+
+def write_field(field: str, dirpath: str, name: str, value: str) -> None:
+    """Write a resource value; failures become a ConfigError naming the config field."""
+    try:
+        write(dirpath, name, value)
+    except FileNotFoundError:
+        if not os.path.isdir(dirpath):
+            raise RuntimeFailure(f"cgroup {dirpath} does not exist") from None
+        raise not_supported(field, f"{dirpath}/{name} does not exist") from None
+    except OSError as e:
+        raise ConfigError(field, f"cannot write {value!r} to {dirpath}/{name}: "
+                                 f"{e.strerror or e}") from None
+
+
+# --- config value accessors ---------------------------------------------------------------------
+
+def _jtype(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def get_int(obj: dict, key: str, field: str, lo: int | None = None,
+            hi: int | None = None) -> int | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        else:
+            raise ConfigError(f"{field}.{key}", f"must be an integer, not {_jtype(v)}")
+    if lo is not None and v < lo:
+        raise ConfigError(f"{field}.{key}", f"must be at least {lo}, not {v}")
+    if hi is not None and v > hi:
+        raise ConfigError(f"{field}.{key}", f"must be at most {hi}, not {v}")
+    return v
+
+
+def get_bool(obj: dict, key: str, field: str) -> bool | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, bool):
+        raise ConfigError(f"{field}.{key}", f"must be a boolean, not {_jtype(v)}")
+    return v
+
+
+def get_str(obj: dict, key: str, field: str) -> str | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise ConfigError(f"{field}.{key}", f"must be a string, not {_jtype(v)}")
+    return v
+
+
+def get_obj(obj: dict, key: str, field: str) -> dict | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ConfigError(f"{field}.{key}", f"must be an object, not {_jtype(v)}")
+    return v
+
+
+def get_list(obj: dict, key: str, field: str) -> list | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        raise ConfigError(f"{field}.{key}", f"must be an array, not {_jtype(v)}")
+    return v
+
+
+def hugepage_sizes() -> list[str]:
+    """Huge page sizes of this host in cgroup file naming ("2MB", "1GB"), like runc."""
+    try:
+        names = os.listdir("/sys/kernel/mm/hugepages")
+    except OSError:
+        return []
+    out = []
+    for n in names:
+        if not n.startswith("hugepages-") or not n.endswith("kB"):
+            continue
+        try:
+            kb = int(n[len("hugepages-"):-2])
+        except ValueError:
+            continue
+        out.append(page_size_name(kb * 1024))
+    return sorted(out, key=page_size_bytes)
+
+
+def page_size_name(size: int) -> str:
+    units = ("B", "KB", "MB", "GB", "TB", "PB")
+    i = 0
+    while size >= 1024 and size % 1024 == 0 and i < len(units) - 1:
+        size //= 1024
+        i += 1
+    return f"{size}{units[i]}"
+
+
+def page_size_bytes(name: str) -> int:
+    units = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40, "PB": 1 << 50}
+    for u in ("KB", "MB", "GB", "TB", "PB", "B"):
+        if name.endswith(u):
+            try:
+                return int(name[:-len(u)]) * units[u]
+            except ValueError:
+                return -1
+    return -1
