@@ -149,9 +149,8 @@ def kind(m: cg.Manager, ctrl: str) -> str | None:
 
 
 def block_device() -> tuple[int, int] | None:
-    for name in sorted(os.listdir("/sys/block")):
-        if name.startswith(("loop", "ram", "zram")):
-            continue
+    names = sorted(os.listdir("/sys/block"), key=lambda n: n.startswith(("loop", "ram", "zram")))
+    for name in names:
         try:
             with open(f"/sys/block/{name}/dev") as f:
                 maj, mnr = f.read().strip().split(":")
@@ -414,7 +413,8 @@ def test_kill_all(env):
 def test_kill_all_keeps_a_paused_container_paused(env):
     m = env.manager()
     p = env.spawn(PY, "-c", "import signal, time\nsignal.signal(signal.SIGUSR1, lambda *a: None)\n"
-                            "time.sleep(1000)")
+                            "print('ready', flush=True)\ntime.sleep(1000)", stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"ready\n"
     m.add_pid(p.pid)
     m.freeze()
     m.kill_all(signal.SIGUSR1)

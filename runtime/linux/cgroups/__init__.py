@@ -182,15 +182,16 @@ class Manager:
                 if d == self.paths.get("cpuset") and len(created) > before:
                     from . import v1
                     v1.init_cpuset(created[before:])
-        except OSError as e:
+        except (OSError, RuntimeFailure) as e:
             self.created = created
-            self.destroy()
+            try:
+                self.destroy()
+            except RuntimeFailure:
+                pass
+            if isinstance(e, RuntimeFailure):
+                raise
             raise RuntimeFailure(f"cannot create cgroup {e.filename or ''}: {e.strerror}") \
                 from None
-        except RuntimeFailure:
-            self.created = created
-            self.destroy()
-            raise
         self.created = self.created + [c for c in created if c not in self.created]
         self._v2ctl = None
 

@@ -385,7 +385,7 @@ class _Bpf:
                      insns=c.addressof(insns), license=c.addressof(license),
                      log_level=log_level, log_size=len(log) if log_level else 0,
                      log_buf=c.addressof(log) if log_level else 0,
-                     prog_name=b"runp_devices", expected_attach_type=BPF_CGROUP_DEVICE)
+                     prog_name=b"runp_devices")
             return self.call(BPF_PROG_LOAD, a)
 
         try:
