@@ -290,6 +290,7 @@ class _Creator:
     def run(self) -> None:
         from .init import InitOptions, InitPipe, child_main
         spec, opts, d = self.spec, self.opts, self.c.dir
+        self._occupy_preserved_range()
         d.lock()
         write_atomic(d.file(CONFIG_FILE), _dump(spec.raw), 0o600)
         fifo = d.file(FIFO_FILE)
@@ -327,6 +328,22 @@ class _Creator:
         self._finish()
 
     _listen_fds = 0
+
+    def _occupy_preserved_range(self) -> None:
+        """Make sure fds 3..3+N-1 (the ones passed to the container) are open, so that the
+        fds create opens for itself land above them and can never be handed over by mistake.
+        A number the caller did not open is filled with /dev/null."""
+        n = self.opts.preserve_fds + int(os.environ.get("LISTEN_FDS", "0") or 0
+                                         if os.environ.get("LISTEN_PID") == str(os.getpid()) else 0)
+        for fd in range(3, 3 + n):
+            try:
+                os.fstat(fd)
+            except OSError:
+                null = os.open("/dev/null", os.O_RDWR)
+                if null != fd:
+                    os.dup2(null, fd)
+                    os.close(null)
+                self.fds.append(fd)
 
     def _listen_env(self) -> list[str]:
         """systemd socket activation passes through, as runc does: LISTEN_FDS for pid 1."""

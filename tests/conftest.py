@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -107,7 +108,14 @@ class Runp:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60, input: bytes | None = None,
                  **kw) -> subprocess.CompletedProcess:
-        p = subprocess.run(self.cmd(*args), capture_output=True, timeout=timeout, input=input, **kw)
+        # Files, not pipes: a created or detached container inherits runp's stdio and would
+        # keep a pipe open long after runp exits (as with runc).
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            p = subprocess.run(self.cmd(*args), stdout=out, stderr=err, timeout=timeout,
+                               input=input, **kw)
+            out.seek(0)
+            err.seek(0)
+            p.stdout, p.stderr = out.read(), err.read()
         if check and p.returncode != 0:
             raise AssertionError(f"runp {' '.join(args)} exited {p.returncode}: "
                                  f"{p.stderr.decode(errors='replace')}")

@@ -173,8 +173,7 @@ def test_parallel_creates_of_one_id(runp, make_bundle, cid):
     results = []
 
     def go(b):
-        results.append(subprocess.run(runp.cmd("create", "-b", str(b.path), cid),
-                                      capture_output=True, timeout=60))
+        results.append(runp("create", "-b", str(b.path), cid, check=False))
     threads = [threading.Thread(target=go, args=(b,)) for b in bundles]
     for t in threads:
         t.start()
@@ -223,31 +222,27 @@ def test_inherited_fd3_not_visible(runp, bundle, cid, tmp_path):
     assert set(fds) <= {"0", "1", "2", "3"}, fds  # 3 is ls's own directory fd
 
 
+def run_with_fd3(runp, path, args, env_extra: str = "") -> subprocess.CompletedProcess:
+    """Run runp with `path` open on fd 3 (set up in a wrapper, not in the test process)."""
+    script = (f"import os; fd=os.open({str(path)!r}, os.O_RDONLY); os.dup2(fd, 3) if fd != 3 else None; os.set_inheritable(3, True); {env_extra}"
+              f"os.execv({runp.binary!r}, {runp.cmd(*args)!r})")
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
+
+
 def test_preserve_fds(runp, bundle, cid, tmp_path):
     f = tmp_path / "data"
     f.write_text("passed through")
     bundle.set_args("cat", "/proc/self/fd/3")
-    fd = os.open(f, os.O_RDONLY)
-    try:
-        os.dup2(fd, 3) if fd != 3 else None
-        p = subprocess.run(runp.cmd("run", "--preserve-fds", "1", "-b", str(bundle.path), cid),
-                           capture_output=True, pass_fds=(3,), timeout=60)
-    finally:
-        os.close(fd)
-        if fd != 3:
-            os.close(3)
-    assert p.stdout == b"passed through", p.stderr
+    p = run_with_fd3(runp, f, ["run", "--preserve-fds", "1", "-b", str(bundle.path), cid])
+    assert p.stdout == b"passed through", p
 
 
 def test_listen_fds(runp, bundle, cid, tmp_path):
     f = tmp_path / "sock"
     f.write_text("listener")
     bundle.set_args("sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; cat /proc/self/fd/3")
-    script = (f"import os,sys; fd=os.open({str(f)!r}, os.O_RDONLY); os.dup2(fd,3); "
-              "os.environ['LISTEN_FDS']='1'; os.environ['LISTEN_PID']=str(os.getpid()); "
-              f"os.execv({runp.binary!r}, {runp.cmd('run', '-b', str(bundle.path), cid)!r})")
-    p = subprocess.run([sys.executable, "-c", script],
-                       capture_output=True, timeout=60)
+    p = run_with_fd3(runp, f, ["run", "-b", str(bundle.path), cid],
+                     "os.environ['LISTEN_FDS']='1'; os.environ['LISTEN_PID']=str(os.getpid()); ")
     assert p.stdout == b"1 1\nlistener", p.stderr
 
 
