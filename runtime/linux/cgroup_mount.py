@@ -39,7 +39,8 @@ def make_mounter(manager, spec: Spec):
                 try:
                     if cgroupns:
                         data = ",".join(sorted(ctrls))
-                        lsys.mount("cgroup", paths.fd_path(sub), "cgroup", flags, data)
+                        source = name if data.startswith("name=") else "cgroup"  # as runc
+                        lsys.mount(source, paths.fd_path(sub), "cgroup", flags, data)
                     else:
                         _bind(builder, host_dir, sub, f"{m.destination}/{name}", flags)
                 finally:
