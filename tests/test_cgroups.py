@@ -63,14 +63,13 @@ def _kill_tree(d: str) -> None:
 
 
 def _force_remove(name: str) -> list[str]:
-    """Kill what is left in /<name> in every hierarchy and remove the directories."""
-    left = []
-    for root in _all_roots():
-        top = root + name
-        if not os.path.isdir(top):
-            continue
+    """Kill what is left in /<name> in every hierarchy (thawing it), then remove the dirs."""
+    tops = [root + name for root in _all_roots() if os.path.isdir(root + name)]
+    for top in tops:
         for dirpath, _, _ in os.walk(top, topdown=False):
             _kill_tree(dirpath)
+    left = []
+    for top in tops:
         for dirpath, _, _ in os.walk(top, topdown=False):
             if common.rmdir_retry(dirpath, True) is not None:
                 left.append(dirpath)
@@ -207,6 +206,15 @@ def test_relative_and_default_paths_follow_runc():
         if HAS_V2:
             base = "/sys/fs/cgroup" if MODE == "v2" else "/sys/fs/cgroup/unified"
             assert m.unified == common.join(base, os.path.dirname(own[""]), inner)
+
+
+def test_clean_path_and_mountinfo_escapes():
+    assert common.clean_path("/a/./b/../c//") == "/a/c"
+    assert common.clean_path("../../x") == "x"
+    assert common.clean_path("/../..") == "/"
+    assert common.join("/sys/fs/cgroup/memory", "/", "a/b") == "/sys/fs/cgroup/memory/a/b"
+    assert common._unescape("/a\\040b") == "/a b"
+    assert common.page_size_name(2 << 20) == "2MB" and common.page_size_bytes("1GB") == 1 << 30
 
 
 def test_escaping_relative_path_stays_below():
@@ -955,6 +963,12 @@ def test_devices_through_the_manager(env):
     m3.apply({"devices": [{"allow": False, "access": "rwm"},
                           {"allow": True, "type": "b", "major": 7, "access": "r"}]})
     assert _open_in(env, m3.add_pid, "/dev/loop0") == "ok"
+    # update replaces the rules (v2: the program) of a cgroup with processes in it
+    m2.update({"devices": [{"allow": False, "access": "rwm"},
+                           {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"}]})
+    assert _open_in(env, m2.add_pid, "/dev/loop0") == "ok"
+    if m2.where("devices")[0] == "v2":
+        assert len(devices.attached_programs(m2.path("devices"))) == 1
 
 
 # --- statistics ---------------------------------------------------------------------------------
