@@ -1019,3 +1019,7 @@ def test_stats_of_an_empty_cgroup(env):
     m = env.manager()
     s = m.stats()
     assert s["pids"] == {} and s["intel_rdt"] == {} and s["network_interfaces"] is None
+    # runc 1.1's shape: these objects are always present
+    assert {"usage", "throttling"} <= set(s["cpu"])
+    assert {"usage", "swap", "kernel", "kernelTCP"} <= set(s["memory"])
+    assert "failcnt" in s["memory"]["usage"] and "limit" in s["memory"]["usage"]

@@ -541,12 +541,13 @@ def _runc_stats(s: dict) -> dict:
     usage = {"total": usage.get("total", 0), "percpu": usage.get("percpu"),
              "percpu_kernel": usage.get("percpu_kernel"), "percpu_user": usage.get("percpu_user"),
              "kernel": usage.get("kernel", 0), "user": usage.get("user", 0)}
-    out_cpu: dict = {}
-    if any(usage.values()):
-        out_cpu["usage"] = _nz(usage, "total", "percpu", "percpu_kernel", "percpu_user")
-    thr = _nz(cpu.get("throttling") or {}, "periods", "throttledPeriods", "throttledTime")
-    if thr:
-        out_cpu["throttling"] = thr
+    # Like runc 1.1 (Go's omitempty keeps structs): "usage", "throttling" and the memory
+    # entries are always there, their zero scalars are not.
+    out_cpu: dict = {
+        "usage": _nz(usage, "total", "percpu", "percpu_kernel", "percpu_user"),
+        "throttling": _nz(cpu.get("throttling") or {}, "periods", "throttledPeriods",
+                          "throttledTime"),
+    }
     if cpu.get("psi"):
         out_cpu["psi"] = cpu["psi"]
 
@@ -567,11 +568,10 @@ def _runc_stats(s: dict) -> dict:
     if m.get("cache"):
         mem["cache"] = m["cache"]
     for key in ("usage", "swap", "kernel", "kernelTCP"):
-        e = m.get(key)
-        if e and any(e.values()):
-            mem[key] = _nz({"limit": e.get("limit", 0), "usage": e.get("usage", 0),
-                            "max": e.get("max", 0), "failcnt": e.get("failcnt", 0)},
-                           "usage", "max")
+        e = m.get(key) or {}
+        mem[key] = _nz({"limit": e.get("limit", 0), "usage": e.get("usage", 0),
+                        "max": e.get("max", 0), "failcnt": e.get("failcnt", 0)},
+                       "usage", "max")
     if m.get("raw"):
         mem["raw"] = m["raw"]
     if m.get("psi"):
