@@ -194,7 +194,8 @@ def test_absolute_path_is_below_each_hierarchy_root():
 
 def test_relative_and_default_paths_follow_runc():
     own = common.own_cgroups()
-    for m, inner in ((cg.open_manager("x/../y", "id"), "y"), (cg.open_manager(None, "myid"), "myid"),
+    for m, inner in ((cg.open_manager("x/../y", "id"), "y"),
+                     (cg.open_manager(None, "myid"), "myid"),
                      (cg.open_manager("", "myid"), "myid")):
         if HAS_V1:
             for mnt, root, ctrls in common.v1_mounts():

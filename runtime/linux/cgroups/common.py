@@ -278,10 +278,6 @@ def join(*parts: str) -> str:
     return out
 
 
-def fail(msg: str) -> RuntimeFailure:
-    return RuntimeFailure(msg)
-
-
 def not_supported(field: str, why: str) -> ConfigError:
     return ConfigError(field, f"not supported on this host ({why})")
 

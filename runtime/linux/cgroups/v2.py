@@ -394,10 +394,6 @@ def stats_hugetlb(d: str, out: dict) -> None:
                               "failcnt": common.read_keyed(d, prefix + ".events").get("max", 0)}
 
 
-def memory_events(d: str) -> dict[str, int]:
-    return common.read_keyed(d, "memory.events")
-
-
 def chown(d: str, uid: int, gid: int) -> None:
     """Delegate the cgroup to uid:gid (the directory and the files the kernel lists in
     /sys/kernel/cgroup/delegate), for a container with its own cgroup namespace and a
