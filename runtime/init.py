@@ -154,6 +154,15 @@ def _install_notify_filter(prepared, pipe: InitPipe) -> None:
         raise RuntimeFailure(text)
 
 
+def _make_cwd(cwd: str) -> None:
+    """runc creates a missing process.cwd; after pivot_root, so it lands inside the rootfs,
+    and before the root is made read-only."""
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as e:
+        raise RuntimeFailure(f"config.json: process.cwd: {cwd}: {e.strerror}") from None
+
+
 def _preload(spec: Spec) -> None:
     """Import now everything needed after pivot_root: the host's site-packages (and the
     interpreter's stdlib) are out of reach from inside the container's root."""
@@ -165,6 +174,13 @@ def _preload(spec: Spec) -> None:
         import termios  # noqa: F401
     if spec.hooks.get("startContainer") or spec.hooks.get("createContainer"):
         from . import hooks  # noqa: F401
+    if spec.linux.seccomp is not None:  # process.prepare() compiles the filter after pivot_root
+        from .linux import seccomp as _sc  # noqa: F401
+        import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
+
+
+_NAME = __import__("ctypes").create_string_buffer(b"runp:[2:INIT]")
+_NAME_ADDR = __import__("ctypes").addressof(_NAME)
 
 
 def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) -> None:
@@ -173,6 +189,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
 
     lx = spec.linux
     proc = spec.process
+    lsys.prctl(lsys.PR_SET_NAME, _NAME_ADDR)  # "runp:[2:INIT]" in ps, as runc's init
+    os.setsid()
     _preload(spec)
     if not opts.no_new_keyring:
         namespaces.new_session_keyring(spec.bundle)
@@ -208,6 +226,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
                                                    proc.console_size)
         opts.console_fd = -1
     if mount_ns:
+        if proc is not None:
+            _make_cwd(proc.cwd)
         rootfs.finish()
     if proc is None:
         raise RuntimeFailure("config.json: process: is required to create a container")
@@ -215,6 +235,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     prepared = cproc.prepare(spec, opts.extra_env)
     if proc.oom_score_adj is not None:
         cproc.set_oom_score_adj(proc.oom_score_adj)
+    cproc.set_rlimits(proc)  # now, so a limit that cannot be set fails create (as runc)
+    prepared.rlimits_applied = True
     prepared.state_json = hook_state
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)

@@ -28,6 +28,7 @@ class Prepared:
     seccomp: object = None  # seccomp.Program, compiled before start
     seccomp_listener: tuple[str, str] | None = None  # (listenerPath, listenerMetadata)
     state_json: bytes = b""
+    rlimits_applied: bool = False  # the container init sets them before "ready"
     extra: dict = field(default_factory=dict)
 
 
@@ -151,7 +152,8 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
         os.getcwd()  # ENOENT if the cwd is not reachable from our root
     except OSError:
         raise RuntimeFailure(f"process.cwd {proc.cwd} is outside the container root") from None
-    set_rlimits(proc)
+    if not p.rlimits_applied:
+        set_rlimits(proc)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     notify_fd = None
     if p.seccomp is not None and not proc.no_new_privileges:

@@ -128,6 +128,15 @@ class Runp:
         return self("list", "-q").stdout.decode().split()
 
 
+def make_traversable(path: Path) -> None:
+    """o+x on every parent, so root of a user namespace (an unprivileged host uid) can reach
+    the bundle, as it must for runc too."""
+    for p in [path, *path.parents]:
+        if str(p) in ("/", "/tmp"):
+            break
+        p.chmod(p.stat().st_mode | 0o011)
+
+
 def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
