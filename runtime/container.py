@@ -307,9 +307,10 @@ class _Creator:
                             preserve_fds=opts.preserve_fds + self._listen_fds, no_new_keyring=opts.no_new_keyring,
                             cgroup_early=self._cgroup_early(), cgroup_mounter=self._cgroup_mounter(),
                             extra_env=env)
-        if self.foreground:
-            from .linux import sys as lsys
-            lsys.set_child_subreaper()
+        # The init is re-parented to us when stage 1 exits: `run` waits for it, and a failed
+        # create can reap it (an unreaped zombie keeps its cgroup busy).
+        from .linux import sys as lsys
+        lsys.set_child_subreaper()
         pid = os.fork()
         if pid == 0:
             parent.close()
@@ -493,7 +494,7 @@ class _Creator:
         if self.cgroup is not None:
             try:
                 self.cgroup.destroy()
-            except OSError as e:
+            except (OSError, RuntimeFailure) as e:  # the original error matters more
                 log.warning(f"remove cgroup: {e}")
         self.c.dir.remove()
         self.c.dir.unlock()
@@ -507,12 +508,15 @@ def _reap(pid: int) -> None:
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:
-    """Wait for a killed init that is not our child (or reap it if it is)."""
+    """Wait for a killed init: reap it if it is our child (runp run is a subreaper; an unreaped
+    zombie would keep its cgroup busy), else wait until it is gone or a zombie."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if os.waitpid(pid, os.WNOHANG)[0] == pid:
                 return
+            time.sleep(0.002)
+            continue
         except ChildProcessError:
             pass
         if proc_start_time(pid) is None:
