@@ -218,10 +218,10 @@ def cmd_start(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 
 def cmd_state(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
-    import json
+    from . import jsonlite
     from .container import Container
     st = Container(root, _one_id(pos, "state")).oci_state()
-    sys.stdout.write(json.dumps(st, indent=2) + "\n")
+    sys.stdout.write(jsonlite.dumps_indent(st) + "\n")
     return 0
 
 
@@ -285,8 +285,8 @@ def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
         return 0
     if fmt == "json":
-        import json
-        sys.stdout.write(json.dumps(states) + "\n")
+        from . import jsonlite
+        sys.stdout.write(jsonlite.dumps(states, compact=True) + "\n")
         return 0
     rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
     rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]] for s in states]
@@ -310,13 +310,13 @@ def _owner(path: str) -> str:
 
 
 def cmd_spec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
-    import json
+    from . import jsonlite
     from .spec import default_spec
     bundle = flags.get("bundle") or "."
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise RuntimeFailure(f"File {path} exists. Remove it first")
-    data = json.dumps(default_spec(rootless=bool(flags.get("rootless"))), indent="\t")
+    data = jsonlite.dumps_indent(default_spec(rootless=bool(flags.get("rootless"))), "\t")
     with open(path, "w") as f:
         f.write(data)
     return 0

@@ -82,9 +82,9 @@ class Container:
 
     def spec(self) -> spec_mod.Spec:
         """The config the container was created with (a copy kept in the state dir)."""
-        import json
+        from . import jsonlite
         with open(self.dir.file(CONFIG_FILE), "rb") as f:
-            return spec_mod.parse(json.loads(f.read()), self.state.bundle)
+            return spec_mod.parse(jsonlite.loads(f.read()), self.state.bundle)
 
     # --- create -----------------------------------------------------------------------------------
     @classmethod
@@ -97,6 +97,8 @@ class Container:
         spec = spec_mod.load(bundle)
         log.phase("parse")
         _validate_for_create(spec, opts, foreground)
+        from .process import note_ignored_labels
+        note_ignored_labels(spec.process, spec.linux.mount_label)
         self.dir.make()
         creator = _Creator(self, spec, opts, foreground)
         try:
@@ -127,9 +129,19 @@ class Container:
             finally:
                 os.close(fd)
             os.unlink(fifo)
+            if not self._has_process():
+                # the init exits on that byte: the container is stopped, nothing ran
+                raise RuntimeFailure("cannot start a container without a process "
+                                     "(config.json: process is not set)")
             self._poststart()
         finally:
             self.dir.unlock()
+
+    def _has_process(self) -> bool:
+        try:
+            return self.spec().process is not None
+        except (OSError, ValueError, RuntimeFailure):
+            return True
 
     def _poststart(self) -> None:
         try:
@@ -141,8 +153,8 @@ class Container:
             hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log)
 
     def _hook_state(self, spec: spec_mod.Spec, status: str) -> bytes:
-        from . import hooks
-        return hooks.state_json(spec, self.id, status, self.state.pid)
+        from .state import hook_state
+        return hook_state(spec, self.id, status, self.state.pid)
 
     # --- kill -------------------------------------------------------------------------------------
     def kill(self, sig: int, all_processes: bool = False) -> None:
@@ -231,6 +243,12 @@ class Container:
                     from . import hooks
                     hooks.run(spec, "poststop", self._hook_state(spec, "stopped"),
                               warn_only=True, log=log)
+            if st.extra.get("host_rootfs_mount"):
+                from .linux.mounts import detach_rootfs
+                try:
+                    detach_rootfs(st.rootfs, st.extra["host_rootfs_mount"])
+                except OSError as e:
+                    log.warning(f"unmount {st.rootfs}: {e}")
             if st.cgroup:
                 try:
                     self.cgroup().destroy()
@@ -255,8 +273,8 @@ class Container:
 def _validate_for_create(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
     """Everything that can be checked before anything is created."""
     proc = spec.process
-    if proc is None:
-        raise RuntimeFailure("config.json: process: is required to create a container")
+    if proc is None:  # allowed until start (config.md), which then fails
+        return
     from .linux import capabilities
     capabilities.parse(proc.capabilities)
     if spec.linux.seccomp is not None:
@@ -269,8 +287,6 @@ def _validate_for_create(spec: spec_mod.Spec, opts: CreateOptions, foreground: b
     lx = spec.linux
     if lx.namespace("user") is None:
         pass
-    if spec.mounts and lx.namespace("mount") is None:
-        raise RuntimeFailure("config.json: linux.namespaces: mounts require a new mount namespace")
 
 
 class _Creator:
@@ -286,6 +302,7 @@ class _Creator:
         self.init_pid = 0
         self.fds: list[int] = []
         self.socks: list[socket.socket] = []
+        self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
 
     def run(self) -> None:
         from .init import InitOptions, InitPipe, child_main
@@ -299,6 +316,9 @@ class _Creator:
         self.fds.append(fifo_fd)
         self._setup_cgroup()
         log.phase("cgroups")
+        if spec.linux.namespace("mount") is None:
+            from .linux.mounts import top_mount_id
+            self.host_ns_root = top_mount_id(spec.root_path) or 0
         console_fd, console_parent = self._console()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.socks += [parent, child]
@@ -425,8 +445,8 @@ class _Creator:
         fds = getattr(pipe, "last_fds", [])
         sc = self.spec.linux.seccomp or {}
         try:
-            from .hooks import state_json
-            state = state_json(self.spec, self.c.id, "creating", self.init_pid)
+            from .state import hook_state
+            state = hook_state(self.spec, self.c.id, "creating", self.init_pid)
             seccomp.send_notify_fd(sc["listenerPath"], fds[0], state,
                                    sc.get("listenerMetadata", ""), pid=self.init_pid)
         except RuntimeFailure as e:
@@ -437,8 +457,8 @@ class _Creator:
                 os.close(fd)
 
     def _prestart_hooks(self) -> bytes:
-        from .hooks import state_json
-        state = state_json(self.spec, self.c.id, "created", self.init_pid)
+        from .state import hook_state
+        state = hook_state(self.spec, self.c.id, "created", self.init_pid)
         if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
             from . import hooks
             hooks.run(self.spec, "prestart", state)
@@ -458,6 +478,9 @@ class _Creator:
                    cgroup=self.cgroup.to_dict() if self.cgroup else {},
                    namespaces=ns_paths(self.init_pid, lx.namespaces),
                    extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path)})
+        if self.host_ns_root is not None:  # the bind the init made; delete detaches it
+            from .linux.mounts import top_mount_id
+            st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
         d.save(st)
         if self.opts.pid_file:
             write_atomic(os.path.abspath(self.opts.pid_file), str(self.init_pid).encode())
@@ -491,6 +514,11 @@ class _Creator:
             _reap(self.stage1)
         if self.init_pid:
             _wait_gone(self.init_pid)
+        if self.host_ns_root is not None:
+            from .linux.mounts import detach_rootfs, top_mount_id
+            top = top_mount_id(self.spec.root_path)
+            if top is not None and top != self.host_ns_root:
+                detach_rootfs(self.spec.root_path, top)
         if self.cgroup is not None:
             try:
                 self.cgroup.destroy()
@@ -525,5 +553,5 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
 
 
 def _dump(raw: dict) -> bytes:
-    import json
-    return json.dumps(raw).encode()
+    from . import jsonlite
+    return jsonlite.dumps(raw, compact=True).encode()

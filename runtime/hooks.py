@@ -14,9 +14,8 @@ from .spec import Hook, Spec
 
 
 def state_json(spec: Spec, container_id: str, status: str, pid: int, created: str = "") -> bytes:
-    d = {"ociVersion": spec.oci_version, "id": container_id, "status": status, "pid": pid,
-         "bundle": spec.bundle, "annotations": spec.annotations}
-    return json.dumps(d).encode()
+    from .state import hook_state
+    return hook_state(spec, container_id, status, pid)
 
 
 def run_hook(kind: str, index: int, hook: Hook, state: bytes) -> None:

@@ -183,6 +183,17 @@ _NAME = __import__("ctypes").create_string_buffer(b"runp:[2:INIT]")
 _NAME_ADDR = __import__("ctypes").addressof(_NAME)
 
 
+def _wait_for_start_without_process(pipe: InitPipe, opts: InitOptions) -> None:
+    """A container created without process: report ready, wait for `runp start` (which
+    fails: there is nothing to run) and exit, so the container is stopped."""
+    if not opts.cgroup_early:
+        pipe.call("cgroup")
+    pipe.send("ready")
+    pipe.sock.close()
+    os.read(opts.fifo_fd, 1)
+    os._exit(1)
+
+
 def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) -> None:
     """Stage 2: the container init. Returns only by exec or exception."""
     from .linux.mounts import RootfsBuilder, write_sysctls
@@ -201,18 +212,18 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         lsys.unshare(lsys.CLONE_NEWCGROUP)
     if namespaces.wants_new(lx.namespaces, "network"):
         namespaces.loopback_up()
+    # Without a mount namespace the container shares the runtime's: the rootfs is still built,
+    # on a bind of root.path in that namespace (detached again by `delete`), and entered by chroot.
     mount_ns = lx.namespace("mount") is not None
-    rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter)
-    if mount_ns:
-        rootfs.prepare()
-        rootfs.mount_all()
-        rootfs.create_devices()
+    rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter, host_ns=not mount_ns)
+    rootfs.prepare()
+    rootfs.mount_all()
+    rootfs.create_devices()
     hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
     if spec.hooks.get("createContainer"):
         from . import hooks
         hooks.run_in_container(spec, "createContainer", hook_state)
-    if mount_ns:
-        rootfs.pivot(opts.no_pivot)
+    rootfs.pivot(opts.no_pivot)
     if spec.hostname is not None and lx.namespace("uts"):
         lsys.sethostname(spec.hostname)
     if spec.domainname is not None and lx.namespace("uts"):
@@ -222,15 +233,14 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     console_slave = None
     if proc is not None and proc.terminal:
         from . import console
-        console_slave = console.setup_in_container(rootfs if mount_ns else None, opts.console_fd,
+        console_slave = console.setup_in_container(rootfs, opts.console_fd,
                                                    proc.console_size)
         opts.console_fd = -1
-    if mount_ns:
-        if proc is not None:
-            _make_cwd(proc.cwd)
-        rootfs.finish()
-    if proc is None:
-        raise RuntimeFailure("config.json: process: is required to create a container")
+    if proc is not None:
+        _make_cwd(proc.cwd)
+    rootfs.finish()
+    if proc is None:  # config.md: process is OPTIONAL at create, REQUIRED by start
+        _wait_for_start_without_process(pipe, opts)
     from . import process as cproc
     prepared = cproc.prepare(spec, opts.extra_env)
     if proc.oom_score_adj is not None:

@@ -40,8 +40,8 @@ class Logger:
         t = time.time()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
         if self.fmt == "json":
-            import json
-            line = json.dumps({"level": level, "msg": msg, "time": stamp}) + "\n"
+            from . import jsonlite
+            line = jsonlite.dumps({"level": level, "msg": msg, "time": stamp}, compact=True) + "\n"
         else:
             esc = msg.replace("\\", "\\\\").replace('"', '\\"')
             line = f'time="{stamp}" level={level} msg="{esc}"\n'

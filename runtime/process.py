@@ -8,7 +8,7 @@ noNewPrivileges is false: loading it needs CAP_SYS_ADMIN) -> capabilities around
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from .records import field, record
 
 from .errors import RuntimeFailure
 from .spec import Process, Spec
@@ -16,7 +16,7 @@ from .spec import Process, Spec
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass
+@record
 class Prepared:
     """Everything exec needs, computed before the container is reported ready."""
 
@@ -155,6 +155,7 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
     if not p.rlimits_applied:
         set_rlimits(proc)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
+    _apply_lsm(proc)
     notify_fd = None
     if p.seccomp is not None and not proc.no_new_privileges:
         notify_fd = _load_seccomp(p)
@@ -171,6 +172,60 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
     except OSError as e:
         os.write(2, f"runp: exec {p.args[0]}: {e.strerror}\n".encode())
         os._exit(127 if e.errno == 2 else 126)
+
+
+_LSM: tuple[bool, bool] | None = None
+
+
+def lsm_enabled() -> tuple[bool, bool]:
+    """(AppArmor, SELinux) enabled in this kernel. The parent asks first, on the host, and the
+    forked init inherits the answer (after pivot_root /sys may be missing or the container's)."""
+    global _LSM
+    if _LSM is None:
+        try:
+            with open("/sys/module/apparmor/parameters/enabled", "rb") as f:
+                apparmor = f.read(1) == b"Y"
+        except OSError:
+            apparmor = False
+        _LSM = (apparmor, os.path.exists("/sys/fs/selinux/enforce"))
+    return _LSM
+
+
+def note_ignored_labels(proc: Process | None, mount_label: str = "") -> None:
+    """Labels for an LSM this host does not run are ignored, as crun does: say so at debug."""
+    apparmor, selinux = lsm_enabled()
+    if proc is not None and proc.apparmor_profile and not apparmor:
+        _debug(f'process.apparmorProfile "{proc.apparmor_profile}" ignored: AppArmor is not enabled')
+    if proc is not None and proc.selinux_label and not selinux:
+        _debug(f'process.selinuxLabel "{proc.selinux_label}" ignored: SELinux is not enabled')
+    if mount_label and not selinux:
+        _debug(f'linux.mountLabel "{mount_label}" ignored: SELinux is not enabled')
+
+
+def _apply_lsm(proc: Process) -> None:
+    """Where the LSM is enabled, request the label for the exec (runc does the same writes),
+    through a /proc/thread-self/attr file verified to be on procfs (CVE-2019-16884)."""
+    apparmor, selinux = lsm_enabled()
+    if proc.apparmor_profile and apparmor:
+        try:
+            _write_attr("apparmor/exec", f"exec {proc.apparmor_profile}")
+        except FileNotFoundError:  # kernels before 5.8
+            _write_attr("exec", f"exec {proc.apparmor_profile}")
+    if proc.selinux_label and selinux:
+        _write_attr("exec", proc.selinux_label)
+
+
+def _write_attr(name: str, value: str) -> None:
+    from .linux.mounts import PROC_SUPER_MAGIC, _fstatfs_type
+    fd = os.open(f"/proc/thread-self/attr/{name}", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
+            raise RuntimeFailure(f"/proc/thread-self/attr/{name} is not on procfs")
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise RuntimeFailure(f"set LSM label ({name}): {e.strerror or e}") from None
+    finally:
+        os.close(fd)
 
 
 def _debug(msg: str) -> None:

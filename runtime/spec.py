@@ -1,4 +1,4 @@
-"""config.json parsed into dataclasses, with errors that name the JSON path.
+"""config.json parsed into records (runtime/records.py), with errors that name the JSON path.
 
 The checks here are the ones the runtime needs to act safely and to fail before it creates
 anything; the full JSON Schema (schemas/) is used by `runp check`, off the hot path.
@@ -7,11 +7,13 @@ validated by their own modules.
 """
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
+from .records import field, record
+TYPE_CHECKING = False  # typing costs milliseconds to import
+if TYPE_CHECKING:
+    from typing import Any
 
+from . import jsonlite
 from .errors import ConfigError
 
 SUPPORTED_MAJOR = 1
@@ -87,9 +89,9 @@ def _uint(obj: dict, key: str, path: str, required: bool = False, default: int |
     return v
 
 
-# --- the dataclasses ----------------------------------------------------------------------------
+# --- the parsed spec ----------------------------------------------------------------------------
 
-@dataclass
+@record
 class User:
     uid: int = 0
     gid: int = 0
@@ -98,7 +100,7 @@ class User:
     username: str = ""
 
 
-@dataclass
+@record
 class Rlimit:
     type: str
     resource: int
@@ -106,7 +108,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass
+@record
 class Process:
     args: list[str]
     cwd: str
@@ -126,7 +128,7 @@ class Process:
     raw: dict = field(default_factory=dict)
 
 
-@dataclass
+@record
 class Mount:
     destination: str
     type: str = ""
@@ -137,20 +139,20 @@ class Mount:
     index: int = 0  # position in config.json "mounts", for error messages
 
 
-@dataclass
+@record
 class Namespace:
     type: str
     path: str = ""
 
 
-@dataclass
+@record
 class IDMap:
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass
+@record
 class Device:
     path: str
     type: str
@@ -161,7 +163,7 @@ class Device:
     gid: int | None = None
 
 
-@dataclass
+@record
 class Hook:
     path: str
     args: list[str] = field(default_factory=list)
@@ -169,7 +171,7 @@ class Hook:
     timeout: int | None = None
 
 
-@dataclass
+@record
 class Linux:
     namespaces: list[Namespace] = field(default_factory=list)
     uid_mappings: list[IDMap] = field(default_factory=list)
@@ -194,7 +196,7 @@ class Linux:
         return None
 
 
-@dataclass
+@record
 class Spec:
     oci_version: str
     root_path: str  # absolute
@@ -225,7 +227,7 @@ def load(bundle: str) -> Spec:
     except OSError as e:
         raise ConfigError("", e.strerror or str(e), file=path) from None
     try:
-        raw = json.loads(data)
+        raw = jsonlite.loads(data)
     except ValueError as e:
         raise ConfigError("", f"invalid JSON: {e}") from None
     return parse(raw, bundle)

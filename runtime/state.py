@@ -7,12 +7,14 @@ what it records. The status is never stored: it is derived each time from the in
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from .records import field, record
+TYPE_CHECKING = False  # typing costs milliseconds to import
+if TYPE_CHECKING:
+    from typing import Any
 
+from . import jsonlite
 from .errors import ContainerNotFound, RuntimeFailure
 
 DEFAULT_ROOT = "/run/runp"
@@ -54,7 +56,7 @@ def proc_start_time(pid: int) -> int | None:
     return int(rest[19])
 
 
-@dataclass
+@record
 class State:
     """What `create` records about a container; everything later commands need."""
 
@@ -72,17 +74,17 @@ class State:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        return json.dumps({
+        return jsonlite.dumps({
             "ociVersion": self.oci_version, "id": self.id, "pid": self.pid, "bundle": self.bundle,
             "rootfs": self.rootfs, "created": self.created, "owner": self.owner,
             "annotations": self.annotations, "runp": {
                 "start_time": self.start_time, "cgroup": self.cgroup,
                 "namespaces": self.namespaces, **self.extra},
-        }).encode()
+        }, compact=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> "State":
-        d = json.loads(data)
+        d = jsonlite.loads(data)
         r = d.get("runp", {})
         extra = {k: v for k, v in r.items() if k not in ("start_time", "cgroup", "namespaces")}
         return cls(id=d["id"], pid=d["pid"], bundle=d["bundle"], rootfs=d["rootfs"],
@@ -163,6 +165,13 @@ def list_ids(root: str) -> list[str]:
         return sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
     except FileNotFoundError:
         return []
+
+
+def hook_state(spec, container_id: str, status: str, pid: int) -> bytes:
+    """The runtime-spec state object given to hooks and seccomp agents."""
+    return jsonlite.dumps({"ociVersion": spec.oci_version, "id": container_id, "status": status,
+                           "pid": pid, "bundle": spec.bundle,
+                           "annotations": spec.annotations}).encode()
 
 
 def now_rfc3339() -> str:

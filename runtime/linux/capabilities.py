@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
+from ..records import record
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings anyway
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ SET_NAMES = ("bounding", "effective", "inheritable", "permitted", "ambient")
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-@dataclass(frozen=True)
+@record
 class CapSets:
     """The five sets as capability numbers. A set absent from config.json is empty (runc)."""
 

@@ -123,21 +123,25 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
 class RootfsBuilder:
     """Builds the container filesystem in the init's mount namespace, then pivots into it."""
 
-    def __init__(self, spec: Spec, in_userns: bool, cgroup_mounter=None) -> None:
+    def __init__(self, spec: Spec, in_userns: bool, cgroup_mounter=None, host_ns: bool = False) -> None:
         self.spec = spec
         self.rootfs = spec.root_path
         self.in_userns = in_userns
+        self.host_ns = host_ns  # no mount namespace of its own: every mount is visible outside
         self.cgroup_mounter = cgroup_mounter  # callable(dest_fd, mount) for "cgroup" mounts
         self.rootfd = -1
 
     # --- phase 1: before the mounts ------------------------------------------------------------
     def prepare(self) -> None:
-        prop = self.spec.linux.rootfs_propagation
-        flags = _PROPAGATION.get(prop, lsys.MS_SLAVE | lsys.MS_REC)
-        # Everything we do from here on stays in our namespace (never leaks to the host) ...
-        lsys.mount(None, "/", None, flags)
-        # ... and pivot_root refuses a new root whose parent mount is shared.
-        self._make_parent_private(self.rootfs)
+        if not self.host_ns:
+            prop = self.spec.linux.rootfs_propagation
+            flags = _PROPAGATION.get(prop, lsys.MS_SLAVE | lsys.MS_REC)
+            # Everything we do from here on stays in our namespace (never leaks to the host) ...
+            lsys.mount(None, "/", None, flags)
+            # ... and pivot_root refuses a new root whose parent mount is shared.
+            self._make_parent_private(self.rootfs)
+        # In the host's namespace this bind is the one handle `delete` detaches (with all the
+        # container's mounts under it); it also confines a read-only root to the container.
         lsys.mount(self.rootfs, self.rootfs, None, lsys.MS_BIND | lsys.MS_REC)
         self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -317,7 +321,11 @@ class RootfsBuilder:
 
     # --- phase 3: switch root ---------------------------------------------------------------------
     def pivot(self, no_pivot: bool) -> None:
-        if no_pivot:
+        if self.host_ns:  # pivot_root would change the root of the whole namespace
+            os.fchdir(self.rootfd)
+            os.chroot(".")
+            os.chdir("/")
+        elif no_pivot:
             os.chdir(self.rootfs)
             lsys.mount(self.rootfs, "/", None, lsys.MS_MOVE)
             os.chroot(".")
@@ -334,6 +342,11 @@ class RootfsBuilder:
             finally:
                 os.close(oldroot)
             os.chdir("/")
+        # linux.rootfsPropagation is the new root's own propagation (runc applies it here too):
+        # the root mount is private until now, so "shared" makes a peer group of its own.
+        prop = self.spec.linux.rootfs_propagation
+        if prop and prop in _PROPAGATION and not prop.endswith("private"):
+            lsys.mount(None, "/", None, _PROPAGATION[prop])
         os.close(self.rootfd)
         self.rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -386,6 +399,26 @@ class RootfsBuilder:
             raise RuntimeFailure(f"config.json: linux.maskedPaths: {path}: {e.strerror or e}") from None
         finally:
             os.close(fd)
+
+
+def top_mount_id(path: str) -> int | None:
+    """The id of the topmost mount on exactly `path` in our namespace, None if it is no mount
+    point. (A container without a mount namespace is built on such a bind of its root.)"""
+    path = os.path.realpath(path)
+    found = None
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split(b" ", 5)
+            if _unescape(fields[4].decode()) == path:
+                found = int(fields[0])  # later lines are mounted on top of earlier ones
+    return found
+
+
+def detach_rootfs(path: str, mount_id: int) -> None:
+    """Lazily unmount the container's bind of its root (and everything mounted under it) from
+    the namespace it shared with the host, if that bind is still the top mount there."""
+    if top_mount_id(path) == mount_id:
+        lsys.umount2(os.path.realpath(path), lsys.MNT_DETACH)
 
 
 def _mount_point_of(path: str) -> str:
