@@ -37,6 +37,7 @@ class Container:
         self.dir = StateDir(root or DEFAULT_ROOT, container_id)
         self.id = container_id
         self._state: State | None = None
+        self._spec: spec_mod.Spec | None = None
         self.console_master: int | None = None  # foreground terminal: the pty master
 
     # --- reading state ---------------------------------------------------------------------------
@@ -82,9 +83,15 @@ class Container:
 
     def spec(self) -> spec_mod.Spec:
         """The config the container was created with (a copy kept in the state dir)."""
-        from . import jsonlite
-        with open(self.dir.file(CONFIG_FILE), "rb") as f:
-            return spec_mod.parse(jsonlite.loads(f.read()), self.state.bundle)
+        if self._spec is None:
+            from . import jsonlite
+            with open(self.dir.file(CONFIG_FILE), "rb") as f:
+                self._spec = spec_mod.parse(jsonlite.loads(f.read()), self.state.bundle)
+        return self._spec
+
+    def _recorded(self, key: str, default):
+        """What create recorded about the config in state.json (saves parsing it again)."""
+        return self.state.extra.get(key, default)
 
     # --- create -----------------------------------------------------------------------------------
     @classmethod
@@ -94,7 +101,7 @@ class Container:
         opts = opts or CreateOptions()
         self = cls(root, container_id)
         bundle = os.path.abspath(bundle)
-        spec = spec_mod.load(bundle)
+        spec = self._spec = spec_mod.load(bundle)
         log.phase("parse")
         _validate_for_create(spec, opts, foreground)
         from .process import note_ignored_labels
@@ -138,12 +145,13 @@ class Container:
             self.dir.unlock()
 
     def _has_process(self) -> bool:
-        try:
-            return self.spec().process is not None
-        except (OSError, ValueError, RuntimeFailure):
-            return True
+        if not self._recorded("has_process", True):
+            return False
+        return True
 
     def _poststart(self) -> None:
+        if "poststart" not in self._recorded("hooks", ["poststart"]):
+            return
         try:
             spec = self.spec()
         except (OSError, RuntimeFailure):
@@ -234,7 +242,8 @@ class Container:
         """Remove everything the container owns: poststop hooks, cgroup, state dir."""
         if os.path.exists(self.dir.file("state.json")):
             st = self.state
-            if os.path.exists(self.dir.file(CONFIG_FILE)):
+            if "poststop" in self._recorded("hooks", ["poststop"]) and \
+                    os.path.exists(self.dir.file(CONFIG_FILE)):
                 try:
                     spec = self.spec()
                 except (OSError, ValueError, RuntimeFailure):
@@ -314,8 +323,7 @@ class _Creator:
         os.mkfifo(fifo, 0o622)
         fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         self.fds.append(fifo_fd)
-        self._setup_cgroup()
-        log.phase("cgroups")
+        self._open_cgroup()
         if spec.linux.namespace("mount") is None:
             from .linux.mounts import top_mount_id
             self.host_ns_root = top_mount_id(spec.root_path) or 0
@@ -342,6 +350,10 @@ class _Creator:
         if console_fd >= 0:
             os.close(console_fd)
             self.fds.remove(console_fd)
+        # The cgroup is made while stage 1 sets up namespaces (2 cores: in parallel); the init
+        # asks to join it ("cgroup") only after this, since the parent answers in _handshake.
+        self._make_cgroup()
+        log.phase("cgroups")
         self._handshake(InitPipe(parent))
         log.phase("handshake")
         if console_parent is not None:
@@ -394,12 +406,16 @@ class _Creator:
         self.fds.append(fd)
         return fd, a
 
-    def _setup_cgroup(self) -> None:
+    def _open_cgroup(self) -> None:
+        """Where the container's cgroup goes (nothing is made yet; the init's cgroup mounts
+        need the paths)."""
         from .linux import cgroups
         lx = self.spec.linux
         self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup)
+
+    def _make_cgroup(self) -> None:
         self.cgroup.create()
-        self.cgroup.apply(lx.resources)
+        self.cgroup.apply(self.spec.linux.resources)
 
     def _cgroup_early(self) -> bool:
         """Join the cgroup before the mounts only when they need it (a cgroup namespace or a
@@ -477,7 +493,9 @@ class _Creator:
                    owner="", oci_version=spec.oci_version,
                    cgroup=self.cgroup.to_dict() if self.cgroup else {},
                    namespaces=ns_paths(self.init_pid, lx.namespaces),
-                   extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path)})
+                   extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path),
+                          "hooks": sorted(k for k, v in spec.hooks.items() if v),
+                          "has_process": spec.process is not None})
         if self.host_ns_root is not None:  # the bind the init made; delete detaches it
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)

@@ -207,7 +207,6 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         namespaces.new_session_keyring(spec.bundle)
     if opts.cgroup_early:
         pipe.call("cgroup")
-        opts.cgroup_early = False
     if namespaces.wants_new(lx.namespaces, "cgroup"):
         lsys.unshare(lsys.CLONE_NEWCGROUP)
     if namespaces.wants_new(lx.namespaces, "network"):
