@@ -418,11 +418,16 @@ class _Creator:
         self.cgroup.apply(self.spec.linux.resources)
 
     def _cgroup_early(self) -> bool:
-        """Join the cgroup before the mounts only when they need it (a cgroup namespace or a
-        cgroup mount); otherwise late, so the init's own allocations are not charged to it."""
+        """Join the cgroup early (in parallel with the rootfs work) unless there is a memory
+        limit: then late, right before "ready", so that what the init allocated for its own
+        setup stays charged outside and a container limited to 1 MiB still runs. A cgroup
+        namespace or cgroup mount needs the cgroup before the mounts, limit or not."""
         from .linux.namespaces import wants_new
         lx = self.spec.linux
-        return wants_new(lx.namespaces, "cgroup") or any(m.type == "cgroup" for m in self.spec.mounts)
+        if wants_new(lx.namespaces, "cgroup") or any(m.type == "cgroup" for m in self.spec.mounts):
+            return True
+        mem = (lx.resources or {}).get("memory") or {}
+        return not isinstance(mem, dict) or mem.get("limit") is None
 
     def _cgroup_mounter(self):
         from .linux.cgroup_mount import make_mounter
@@ -431,6 +436,7 @@ class _Creator:
     def _handshake(self, pipe) -> None:
         from .linux import namespaces
         lx = self.spec.linux
+        cgroup_wanted = False
         while True:
             kind, payload = pipe.recv()
             if kind == "idmap":
@@ -440,9 +446,15 @@ class _Creator:
                 self.init_pid = int(payload)
                 _reap(self.stage1)
                 self.stage1 = 0
+                if cgroup_wanted:
+                    self.cgroup.add_pid(self.init_pid)
+                    pipe.send("ok")
             elif kind == "cgroup":
-                self.cgroup.add_pid(self.init_pid)
-                pipe.send("ok")
+                if self.init_pid:
+                    self.cgroup.add_pid(self.init_pid)
+                    pipe.send("ok")
+                else:  # the init asked before stage 1 told us its pid: answer on "pid"
+                    cgroup_wanted = True
             elif kind == "hooks":
                 pipe.send("ok", self._prestart_hooks().decode())
             elif kind == "seccompfd":

@@ -30,6 +30,7 @@ class InitPipe:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.last_fds: list[int] = []  # fds that came with the last message (SCM_RIGHTS)
+        self.pending: list[str] = []  # requests sent with ask(), whose "ok" is still unread
 
     def send(self, kind: str, payload: str = "") -> None:
         self.sock.send(f"{kind} {payload}".encode() if payload else kind.encode())
@@ -44,7 +45,20 @@ class InitPipe:
 
     def call(self, kind: str, payload: str = "") -> str:
         """Ask the parent to do something for us; wait for its "ok" and return its payload."""
+        self.wait()
         self.send(kind, payload)
+        return self._reply(kind)
+
+    def ask(self, kind: str) -> None:
+        """Ask without waiting: the parent works on it while we go on; wait() collects it."""
+        self.send(kind)
+        self.pending.append(kind)
+
+    def wait(self) -> None:
+        while self.pending:
+            self._reply(self.pending.pop(0))
+
+    def _reply(self, kind: str) -> str:
         reply, text = self.recv()
         if reply != "ok":
             raise RuntimeFailure(text or f"parent refused {kind}")
@@ -154,6 +168,22 @@ def _install_notify_filter(prepared, pipe: InitPipe) -> None:
         raise RuntimeFailure(text)
 
 
+def _cgroup_barrier(pipe: InitPipe, lx):
+    """A callable that waits, once, until we are in the container's cgroup, then enters a new
+    cgroup namespace if asked for (its root is the cgroup we are in at that moment). Called
+    before the first cgroup mount, or after all mounts."""
+    done = []
+
+    def barrier() -> None:
+        if done:
+            return
+        done.append(True)
+        pipe.wait()
+        if namespaces.wants_new(lx.namespaces, "cgroup"):
+            lsys.unshare(lsys.CLONE_NEWCGROUP)
+    return barrier
+
+
 def _make_cwd(cwd: str) -> None:
     """runc creates a missing process.cwd; after pivot_root, so it lands inside the rootfs,
     and before the root is made read-only."""
@@ -206,9 +236,13 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     if not opts.no_new_keyring:
         namespaces.new_session_keyring(spec.bundle)
     if opts.cgroup_early:
-        pipe.call("cgroup")
-    if namespaces.wants_new(lx.namespaces, "cgroup"):
-        lsys.unshare(lsys.CLONE_NEWCGROUP)
+        # The parent moves us into the container's cgroup while we build the rootfs (the move
+        # waits for an RCU grace period: milliseconds); we wait for it only where it matters.
+        pipe.ask("cgroup")
+    in_cgroup = _cgroup_barrier(pipe, lx)
+    if opts.cgroup_mounter is not None:
+        mounter = opts.cgroup_mounter
+        opts.cgroup_mounter = lambda *a: (in_cgroup(), mounter(*a))
     if namespaces.wants_new(lx.namespaces, "network"):
         namespaces.loopback_up()
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
@@ -217,6 +251,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter, host_ns=not mount_ns)
     rootfs.prepare()
     rootfs.mount_all()
+    in_cgroup()
     rootfs.create_devices()
     hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
     if spec.hooks.get("createContainer"):
