@@ -39,6 +39,17 @@ COMMANDS: dict[str, dict] = {
     "pause": {},
     "resume": {},
     "check": {"bundle": (("--bundle", "-b"), True)},
+    "exec": {  # "list": a repeatable flag, its values collected in order
+        "process": (("--process", "-p"), True), "tty": (("--tty", "-t"), False),
+        "cwd": (("--cwd",), True), "env": (("--env", "-e"), "list"),
+        "user": (("--user", "-u"), True), "additional-gids": (("--additional-gids", "-g"), "list"),
+        "cap": (("--cap", "-c"), "list"), "no-new-privs": (("--no-new-privs",), False),
+        "process-label": (("--process-label",), True), "apparmor": (("--apparmor",), True),
+        "detach": (("--detach", "-d"), False), "pid-file": (("--pid-file",), True),
+        "console-socket": (("--console-socket",), True), "preserve-fds": (("--preserve-fds",), True),
+        "ignore-paused": (("--ignore-paused",), False), "cgroup": (("--cgroup",), "list"),
+        "help": (("--help", "-h"), False),
+    },
 }
 USAGE = """usage: runp [global options] command [command options] [arguments...]
 
@@ -53,6 +64,7 @@ commands:
   list     lists containers            spec     create a new specification file
   pause    pause all processes         resume   resume all processes that have been paused
   check    validate a bundle's config.json against the runtime-spec JSON Schema
+  exec     execute new process inside the container
 
 global options:
   --root value        root directory for storage of container state (default: "/run/runp")
@@ -75,7 +87,7 @@ def parse_flags(args: list[str], spec: dict, stop_at_positional: bool = False) -
     i = 0
     while i < len(args):
         a = args[i]
-        if a == "--":
+        if a == "--" and not pos_stop(pos, stop_at_positional):
             pos.extend(args[i + 1:])
             break
         if a.startswith("-") and a != "-" and not pos_stop(pos, stop_at_positional):
@@ -93,7 +105,10 @@ def parse_flags(args: list[str], spec: dict, stop_at_positional: bool = False) -
                     if i >= len(args):
                         raise UsageError(f"flag needs an argument: {a}")
                     value = args[i]
-                flags[name] = value
+                if takes == "list":
+                    flags.setdefault(name, []).append(value)
+                else:
+                    flags[name] = value
             else:
                 flags[name] = value.lower() not in ("false", "0") if eq else True
         else:
@@ -143,13 +158,17 @@ def run_cli(argv: list[str]) -> int:
     if cmd not in COMMANDS and cmd not in _EXTRA_COMMANDS:
         sys.stderr.write(f"No help topic for '{cmd}'\n")
         return 3
-    if "--help" in cargs or "-h" in cargs:
+    stop = cmd in STOP_AT_POSITIONAL  # its own flags end at the id: `exec ID ls -l`
+    if not stop and ("--help" in cargs or "-h" in cargs):
         sys.stdout.write(f"usage: runp {cmd} [command options] <container-id>\n")
         return 0
     root = gflags.get("root") or os.environ.get("RUNP_ROOT") or "/run/runp"
     try:
         if cmd in COMMANDS:
-            flags, pos = parse_flags(cargs, COMMANDS[cmd])
+            flags, pos = parse_flags(cargs, COMMANDS[cmd], stop_at_positional=stop)
+            if flags.pop("help", False):
+                sys.stdout.write(f"usage: runp {cmd} [command options] <container-id>\n")
+                return 0
             return _DISPATCH[cmd](root, flags, pos, gflags) or 0
         return _EXTRA_COMMANDS[cmd](root, cargs, gflags) or 0
     except RuntimeFailure as e:
@@ -225,20 +244,36 @@ def cmd_state(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     return 0
 
 
+# Linux signal numbers (x86, arm, most others); the signal module's enums cost milliseconds
+SIGNALS = {
+    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
+    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
+    "STKFLT": 16, "CHLD": 17, "CLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21,
+    "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28,
+    "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
+}
+
+
 def parse_signal(s: str) -> int:
-    import signal
+    """A signal by number, name or SIG-name, any case; RTMIN+n / RTMAX-n too (as runc)."""
     if s.isdigit():
         n = int(s)
         if not 0 < n < 65:
             raise UsageError(f"invalid signal number {s}")
         return n
     name = s.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise UsageError(f"unknown signal {s!r}") from None
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name in SIGNALS:
+        return SIGNALS[name]
+    for base, n0, sign in (("RTMIN", 34, 1), ("RTMAX", 64, -1)):
+        if name == base:
+            return n0
+        if name.startswith(base) and name[5:6] in "+-" and name[6:].isdigit():
+            n = n0 + sign * int(name[6:]) if name[5] == ("+" if sign > 0 else "-") else 0
+            if 34 <= n <= 64:
+                return n
+    raise UsageError(f"unknown signal {s!r}")
 
 
 def cmd_kill(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
@@ -342,10 +377,30 @@ def cmd_check(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     return 1 if problems else 0
 
 
+def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .exec import ExecOptions, exec_in
+    if not pos:
+        raise UsageError('"exec" requires a minimum of 1 argument')
+    pf = flags.get("preserve-fds", "0")
+    if not str(pf).isdigit():
+        raise UsageError(f"invalid value {pf!r} for flag --preserve-fds")
+    o = ExecOptions(
+        args=pos[1:], process_file=flags.get("process"), tty=bool(flags.get("tty")),
+        cwd=flags.get("cwd"), env=flags.get("env", []), user=flags.get("user"),
+        additional_gids=flags.get("additional-gids", []), caps=flags.get("cap", []),
+        no_new_privs=flags.get("no-new-privs"), process_label=flags.get("process-label"),
+        apparmor=flags.get("apparmor"), detach=bool(flags.get("detach")),
+        pid_file=flags.get("pid-file"), console_socket=flags.get("console-socket"),
+        preserve_fds=int(pf), ignore_paused=bool(flags.get("ignore-paused")),
+        cgroup=flags.get("cgroup", []))
+    return exec_in(root, pos[0], o)
+
+
+STOP_AT_POSITIONAL = {"exec"}
 _DISPATCH = {
     "create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state,
     "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "spec": cmd_spec,
-    "pause": cmd_pause, "resume": cmd_resume, "check": cmd_check,
+    "pause": cmd_pause, "resume": cmd_resume, "check": cmd_check, "exec": cmd_exec,
 }
 # commands whose argument parsing lives with their implementation (exec, ps, update, ...)
 _EXTRA_COMMANDS: dict = {}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
-import socket
 import time
+
+import _signal
 
 from . import spec as spec_mod
 from .errors import ContainerNotFound, NotRunning, RuntimeFailure
@@ -174,6 +174,8 @@ class Container:
         if status == "stopped":
             raise NotRunning(self.id)
         self._signal_init(sig)
+        if status == "paused" and sig == _signal.SIGKILL:
+            self.cgroup().thaw()   # as runc: v1 frozen tasks die only once thawed
 
     def _signal_init(self, sig: int) -> None:
         st = self.state
@@ -184,7 +186,7 @@ class Container:
         try:
             if proc_start_time(st.pid) != st.start_time:  # pid reused: not ours
                 raise NotRunning(self.id)
-            signal.pidfd_send_signal(pidfd, sig)
+            _signal.pidfd_send_signal(pidfd, sig)
         except ProcessLookupError:
             raise NotRunning(self.id) from None
         finally:
@@ -221,9 +223,9 @@ class Container:
         shared_pidns = "pid" not in self.state.namespaces or self.state.extra.get("pidns_joined")
         try:
             if self.state.cgroup and (shared_pidns or self.status() == "paused"):
-                self.cgroup().kill_all(signal.SIGKILL)
+                self.cgroup().kill_all(_signal.SIGKILL)
             else:
-                self._signal_init(signal.SIGKILL)
+                self._signal_init(_signal.SIGKILL)
         except NotRunning:
             pass
         self.wait_stopped(timeout=10)
@@ -281,6 +283,9 @@ class Container:
 
 def _validate_for_create(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
     """Everything that can be checked before anything is created."""
+    if spec.linux.sysctl:  # only namespaced ones: the others would change the host
+        from .linux.mounts import check_sysctls
+        check_sysctls(spec)
     proc = spec.process
     if proc is None:  # allowed until start (config.md), which then fails
         return
@@ -289,6 +294,9 @@ def _validate_for_create(spec: spec_mod.Spec, opts: CreateOptions, foreground: b
     if spec.linux.seccomp is not None:
         from .linux import seccomp
         seccomp.validate(spec.linux.seccomp)
+    if proc.scheduler is not None or proc.io_priority is not None or spec.linux.personality is not None:
+        from .linux import sched
+        sched.validate(proc.scheduler, proc.io_priority, spec.linux.personality)
     if proc.terminal and not opts.console_socket and not foreground:
         raise RuntimeFailure("cannot allocate tty if runp will detach without setting console socket")
     if not proc.terminal and opts.console_socket:
@@ -310,7 +318,7 @@ class _Creator:
         self.stage1 = 0
         self.init_pid = 0
         self.fds: list[int] = []
-        self.socks: list[socket.socket] = []
+        self.socks: list = []  # our ends of the init pipe and console socketpair
         self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
 
     def run(self) -> None:
@@ -328,7 +336,8 @@ class _Creator:
             from .linux.mounts import top_mount_id
             self.host_ns_root = top_mount_id(spec.root_path) or 0
         console_fd, console_parent = self._console()
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        from .linux import fdpass
+        parent, child = fdpass.socketpair()
         self.socks += [parent, child]
         env = self._listen_env()
         iopts = InitOptions(no_pivot=opts.no_pivot, fifo_fd=fifo_fd, console_fd=console_fd,
@@ -386,11 +395,12 @@ class _Creator:
             return [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
         return []
 
-    def _console(self) -> tuple[int, socket.socket | None]:
+    def _console(self) -> tuple[int, object]:
         proc = self.spec.process
         if proc is None or not proc.terminal:
             return -1, None
         if self.opts.console_socket:
+            import socket
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 s.connect(self.opts.console_socket)
@@ -400,6 +410,7 @@ class _Creator:
             fd = s.detach()
             self.fds.append(fd)
             return fd, None
+        import socket
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.socks.append(a)
         fd = b.detach()
@@ -441,25 +452,25 @@ class _Creator:
             kind, payload = pipe.recv()
             if kind == "idmap":
                 namespaces.write_id_maps(self.stage1, lx.uid_mappings, lx.gid_mappings)
-                pipe.send("ok")
+                _ok(pipe)
             elif kind == "pid":
                 self.init_pid = int(payload)
                 _reap(self.stage1)
                 self.stage1 = 0
                 if cgroup_wanted:
                     self.cgroup.add_pid(self.init_pid)
-                    pipe.send("ok")
+                    _ok(pipe)
             elif kind == "cgroup":
                 if self.init_pid:
                     self.cgroup.add_pid(self.init_pid)
-                    pipe.send("ok")
+                    _ok(pipe)
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
             elif kind == "hooks":
-                pipe.send("ok", self._prestart_hooks().decode())
+                _ok(pipe, self._prestart_hooks().decode())
             elif kind == "seccompfd":
                 self._send_seccomp_fd(pipe)
-                pipe.send("ok")
+                _ok(pipe)
             elif kind == "ready":
                 return
             elif kind == "error":
@@ -537,7 +548,7 @@ class _Creator:
         for pid in (self.stage1, self.init_pid):
             if pid:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
         if self.stage1:
@@ -556,6 +567,15 @@ class _Creator:
                 log.warning(f"remove cgroup: {e}")
         self.c.dir.remove()
         self.c.dir.unlock()
+
+
+def _ok(pipe, payload: str = "") -> None:
+    """Answer the init. If it died meanwhile (a request sent with ask() is answered after
+    its failure), its "error" message is still queued: the handshake reads it next."""
+    try:
+        pipe.send("ok", payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
 
 
 def _reap(pid: int) -> None:

@@ -14,20 +14,20 @@ container can open /proc/<pid>/exe and reach the host interpreter (CVE-2019-5736
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sys
+
+import _signal
 
 from .errors import RuntimeFailure
 from .spec import Spec
-from .linux import namespaces
+from .linux import fdpass, namespaces
 from .linux import sys as lsys
 
 
 class InitPipe:
     """One end of the init pipe."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock) -> None:
         self.sock = sock
         self.last_fds: list[int] = []  # fds that came with the last message (SCM_RIGHTS)
         self.pending: list[str] = []  # requests sent with ask(), whose "ok" is still unread
@@ -36,7 +36,7 @@ class InitPipe:
         self.sock.send(f"{kind} {payload}".encode() if payload else kind.encode())
 
     def recv(self) -> tuple[str, str]:
-        data, fds, _, _ = socket.recv_fds(self.sock, 65536, 4)
+        data, fds = fdpass.recv_fds(self.sock, 65536, 4)
         self.last_fds = fds
         if not data:
             return "eof", ""
@@ -116,9 +116,9 @@ def describe(e: BaseException) -> str:
 
 
 def _reset_signals() -> None:
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE,
-                signal.SIGCHLD, signal.SIGWINCH, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
+    for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGPIPE,
+                _signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, _signal.SIG_DFL)
 
 
 def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
@@ -160,7 +160,7 @@ def _install_notify_filter(prepared, pipe: InitPipe) -> None:
     if fd is None:
         return
     try:
-        socket.send_fds(pipe.sock, [b"seccompfd"], [fd])
+        fdpass.send_fds(pipe.sock, b"seccompfd", [fd])
     finally:
         os.close(fd)
     reply, text = pipe.recv()
@@ -168,27 +168,37 @@ def _install_notify_filter(prepared, pipe: InitPipe) -> None:
         raise RuntimeFailure(text)
 
 
-def _cgroup_barrier(pipe: InitPipe, lx):
-    """A callable that waits, once, until we are in the container's cgroup, then enters a new
-    cgroup namespace if asked for (its root is the cgroup we are in at that moment). Called
-    before the first cgroup mount, or after all mounts."""
+def _cgroup_barrier(pipe: InitPipe, lx, early: bool):
+    """A callable run once before the first cgroup mount (mount=True), or after all mounts:
+    from then on the container's cgroup exists and, if asked for, we are in a new cgroup
+    namespace whose root is that cgroup. Joining early, it waits for the join. Joining late
+    (under a memory limit), it only waits for the cgroup to be made; for the namespace it joins,
+    unshares and leaves again, so that the rootfs work stays charged outside until the join."""
     done = []
+    cgroupns = namespaces.wants_new(lx.namespaces, "cgroup")
 
-    def barrier() -> None:
-        if done:
+    def barrier(mount: bool = False) -> None:
+        if done or not (early or cgroupns or mount):
             return
         done.append(True)
-        pipe.wait()
-        if namespaces.wants_new(lx.namespaces, "cgroup"):
+        if early:
+            pipe.wait()
+        else:
+            pipe.call("cgroup" if cgroupns else "cgroupmade")
+        if cgroupns:
             lsys.unshare(lsys.CLONE_NEWCGROUP)
+            if not early:
+                pipe.call("cgroupleave")
     return barrier
 
 
-def _make_cwd(cwd: str) -> None:
+def _make_cwd(rootfd: int, cwd: str) -> None:
     """runc creates a missing process.cwd; after pivot_root, so it lands inside the rootfs,
-    and before the root is made read-only."""
+    and before the root is made read-only. Resolved in the root without magic links, so
+    "/proc/self/fd/N/x" cannot reach (and create) a host directory (CVE-2024-21626)."""
+    from .linux import paths
     try:
-        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.close(paths.mkdir_all(rootfd, cwd))
     except OSError as e:
         raise RuntimeFailure(f"config.json: process.cwd: {cwd}: {e.strerror}") from None
 
@@ -204,6 +214,8 @@ def _preload(spec: Spec) -> None:
         import termios  # noqa: F401
     if spec.hooks.get("startContainer") or spec.hooks.get("createContainer"):
         from . import hooks  # noqa: F401
+    if _wants_sched(spec):
+        from .linux import sched  # noqa: F401
     if spec.linux.seccomp is not None:  # process.prepare() compiles the filter after pivot_root
         from .linux import seccomp as _sc  # noqa: F401
         import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
@@ -211,6 +223,12 @@ def _preload(spec: Spec) -> None:
 
 _NAME = __import__("ctypes").create_string_buffer(b"runp:[2:INIT]")
 _NAME_ADDR = __import__("ctypes").addressof(_NAME)
+
+
+def _wants_sched(spec: Spec) -> bool:
+    p = spec.process
+    return spec.linux.personality is not None or p is not None and (
+        p.scheduler is not None or p.io_priority is not None)
 
 
 def _wait_for_start_without_process(pipe: InitPipe, opts: InitOptions) -> None:
@@ -239,10 +257,10 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         # The parent moves us into the container's cgroup while we build the rootfs (the move
         # waits for an RCU grace period: milliseconds); we wait for it only where it matters.
         pipe.ask("cgroup")
-    in_cgroup = _cgroup_barrier(pipe, lx)
+    in_cgroup = _cgroup_barrier(pipe, lx, opts.cgroup_early)
     if opts.cgroup_mounter is not None:
         mounter = opts.cgroup_mounter
-        opts.cgroup_mounter = lambda *a: (in_cgroup(), mounter(*a))
+        opts.cgroup_mounter = lambda *a: (in_cgroup(True), mounter(*a))
     if namespaces.wants_new(lx.namespaces, "network"):
         namespaces.loopback_up()
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
@@ -271,7 +289,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
                                                    proc.console_size)
         opts.console_fd = -1
     if proc is not None:
-        _make_cwd(proc.cwd)
+        _make_cwd(rootfs.rootfd, proc.cwd)
     rootfs.finish()
     if proc is None:  # config.md: process is OPTIONAL at create, REQUIRED by start
         _wait_for_start_without_process(pipe, opts)
@@ -279,6 +297,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     prepared = cproc.prepare(spec, opts.extra_env)
     if proc.oom_score_adj is not None:
         cproc.set_oom_score_adj(proc.oom_score_adj)
+    if _wants_sched(spec):  # scheduler, ioPriority, personality: they survive execve
+        from .linux import sched
+        sched.apply(proc.scheduler, proc.io_priority, lx.personality)
     cproc.set_rlimits(proc)  # now, so a limit that cannot be set fails create (as runc)
     prepared.rlimits_applied = True
     prepared.state_json = hook_state

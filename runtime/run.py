@@ -6,12 +6,15 @@ runp makes itself a child subreaper before forking, so the container init (whose
 from __future__ import annotations
 
 import os
-import signal
+
+import _signal  # the signal module builds enums on import: milliseconds on every run
 
 from .container import Container, CreateOptions
+from .log import log
 
-FORWARDED = [s for s in signal.Signals if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD,
-                                                     signal.SIGWINCH)]
+# every catchable signal but SIGCHLD (ours) and SIGWINCH (the terminal proxy's)
+FORWARDED = [s for s in range(1, _signal.NSIG) if s not in (
+    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGWINCH, 32, 33)]
 
 
 def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detach: bool = False,
@@ -22,7 +25,6 @@ def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detac
         return 0
     c = Container.create(root, container_id, bundle, opts, foreground=True)
     pid = c.state.pid
-    pending: list[int] = []
 
     def forward(signum, _frame):
         try:
@@ -34,15 +36,14 @@ def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detac
     try:
         for s in FORWARDED:
             try:
-                signal.signal(s, forward)
+                _signal.signal(s, forward)
             except (OSError, ValueError):
                 pass
         if c.console_master is not None:
             from .console import Proxy
             proxy = Proxy(c.console_master)
-            signal.signal(signal.SIGWINCH, lambda *_: proxy.resize())
+            _signal.signal(_signal.SIGWINCH, lambda *_: proxy.resize())
         _start_or_destroy(c)
-        del pending
         if proxy is not None:
             with proxy:
                 proxy.pump(lambda: _reaped(pid) is not None)
@@ -51,11 +52,22 @@ def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detac
         if c.console_master is not None:
             os.close(c.console_master)
         if not keep:
-            try:
-                c.delete(force=True)
-            except Exception:  # noqa: BLE001 - the exit status matters more than cleanup noise
-                pass
+            _delete(c)
     return code
+
+
+def _delete(c: Container) -> None:
+    """Delete after the container exited; a failure is reported (the exit status is still
+    the container's), after one retry for a cgroup still busy with an exiting process."""
+    for attempt in (1, 2):
+        try:
+            c.delete(force=True)
+            return
+        except Exception as e:  # noqa: BLE001
+            if attempt == 2:
+                log.warning(f"delete {c.id}: {e}")
+                import sys
+                sys.stderr.write(f"runp: delete {c.id}: {e}\n")
 
 
 _exited: dict[int, int] = {}

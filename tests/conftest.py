@@ -170,3 +170,29 @@ def cid() -> str:
 
 def deep(cfg: dict) -> dict:
     return copy.deepcopy(cfg)
+
+
+HOST_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+                "/dev/ptmx")
+
+
+def _host_device_stats() -> dict:
+    out = {}
+    for p in HOST_DEVICES:
+        try:
+            st = os.lstat(p)
+            out[p] = (st.st_mode, st.st_uid, st.st_gid, st.st_rdev)
+        except OSError:
+            out[p] = None
+    return out
+
+
+@pytest.fixture(autouse=True)
+def host_devices_untouched():
+    """No test may change the host's device nodes (a runtime that chmods or replaces the host's
+    /dev/null through a container path is a container escape)."""
+    before = _host_device_stats()
+    yield
+    after = _host_device_stats()
+    changed = {p: (before[p], after[p]) for p in before if before[p] != after[p]}
+    assert not changed, f"host device nodes changed: {changed}"

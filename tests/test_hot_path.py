@@ -8,8 +8,6 @@ create). What the same interpreter imports for an empty script is subtracted; ev
 must be on the command's allow-list (runtime.* modules are allowed). This catches a regression
 (say a top-level `import json`) at once, where a timed test would be flaky on a shared machine.
 
-AVOIDABLE lists what is imported today but need not be: once the hot-path work removes it, the
-entry goes (the xfail test below then XPASSes, which says so).
 """
 from __future__ import annotations
 
@@ -32,27 +30,16 @@ COMMON = {
     "__future__", "_json", "errno", "fcntl",
     "encodings.utf_8_sig",  # the codec for JSON that may start with a BOM: 0.1 ms
 }
-# enum and what it needs: 2.5-3 ms, brought by socket and signal (their IntEnums).
-_ENUM = {"enum", "types", "functools", "_functools", "collections", "_collections", "keyword",
-         "operator", "_operator", "reprlib", "itertools"}
-_SOCKET = {"socket", "_socket", "selectors", "select", "math", "array", "collections.abc"}
-# create and run fork the init and talk to it: the init pipe (socket), syscalls (ctypes),
-# rlimits (resource), signal forwarding.
-SETUP = _SOCKET | _ENUM | {"signal", "ctypes", "_ctypes", "ctypes._endian", "struct", "_struct",
-                           "resource"}
+# create and run fork the init and talk to it: the init pipe (_socket + struct for fd passing,
+# not the socket module, whose enums cost milliseconds), syscalls (ctypes), rlimits (resource).
+SETUP = {"_socket", "ctypes", "_ctypes", "ctypes._endian", "struct", "_struct", "resource"}
 ALLOWED = {cmd: COMMON | (SETUP if cmd in ("create", "run") else set()) for cmd in HOT}
 
-# Imported today, avoidable (issue 8): runtime.container imports socket (1.5 ms) and signal
-# (3-3.5 ms with enum, for its Signals/Handlers IntEnums) at top level, but state, list, start,
-# kill and delete use neither (pidfd_send_signal and the SIG* numbers are in _signal).
-# When they are gone, this entry goes too (the xfail test below then XPASSes to say so).
-AVOIDABLE = {cmd: set() if cmd in ("create", "run") else _SOCKET | _ENUM | {"signal"}
-             for cmd in HOT}
-
 # Never on the hot path, whatever the lists above say (hooks may run subprocesses, but the
-# bundles here have no hooks).
+# bundles here have no hooks). socket, signal and enum went in issue 8 (5 ms).
 FORBIDDEN = {"jsonschema", "pyroute2", "argparse", "runtime.check", "pkg_resources", "prctl",
-             "subprocess", "dataclasses", "typing", "json", "re", "inspect"}
+             "subprocess", "dataclasses", "typing", "json", "re", "inspect",
+             "socket", "signal", "enum", "selectors", "array"}
 
 
 def _is_runtime(name: str) -> bool:
@@ -140,18 +127,10 @@ def test_hot_path_imports_only_allowed_modules(hot_imports, cmd):
     mods = hot_imports[cmd]
     forbidden = {m for m in mods if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN}
     assert not forbidden, f"runp {cmd} imports {_explain(mods, forbidden)}"
-    extra = {m for m in mods if not _is_runtime(m)} - ALLOWED[cmd] - AVOIDABLE[cmd]
+    extra = {m for m in mods if not _is_runtime(m)} - ALLOWED[cmd]
     assert not extra, (f"runp {cmd} imports modules outside its allow-list: {_explain(mods, extra)}"
                        " -- import them lazily where they are used, or (if measured cheap and "
                        "really needed) add them to the allow-list in tests/test_hot_path.py")
-
-
-@pytest.mark.xfail(reason="issue 8: avoidable imports still on the hot path", strict=False)
-@pytest.mark.parametrize("cmd", [c for c in HOT if AVOIDABLE[c]])
-def test_hot_path_has_no_avoidable_imports(hot_imports, cmd):
-    mods = hot_imports[cmd]
-    still = set(mods) & AVOIDABLE[cmd] - ALLOWED[cmd]
-    assert not still, f"runp {cmd} still imports {_explain(mods, still)}"
 
 
 def test_bench_quick_run(tmp_path):

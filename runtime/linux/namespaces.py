@@ -104,9 +104,10 @@ IFF_UP = 0x1
 def loopback_up() -> None:
     """Bring up lo in a new network namespace: one ioctl, no netlink needed."""
     import fcntl
-    import socket
     import struct
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    import _socket  # not socket: its enums cost milliseconds
+    s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
     try:
         ifr = struct.pack("16sh14x", b"lo", 0)
         flags = struct.unpack("16sh14x", fcntl.ioctl(s, SIOCGIFFLAGS, ifr))[1]

@@ -177,11 +177,10 @@ class Manager:
                     common.mkdirs(d, created)
                     v2.enable_controllers(base, d)
                     continue
-                before = len(created)
                 common.mkdirs(d, created)
-                if d == self.paths.get("cpuset") and len(created) > before:
+                if d == self.paths.get("cpuset"):
                     from . import v1
-                    v1.init_cpuset(created[before:])
+                    v1.init_cpuset(d)
         except (OSError, RuntimeFailure) as e:
             self.created = created
             try:
