@@ -100,12 +100,17 @@ def last_cap() -> int:
 
 
 def host_bounding() -> int:
-    """This process's bounding set: a capability outside it can never be granted."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"CapBnd:"):
-                return int(line.split()[1], 16)
-    return (1 << (last_cap() + 1)) - 1
+    """This process's bounding set: a capability outside it can never be granted. Read with
+    PR_CAPBSET_READ, not /proc/self/status: the init parses capabilities after pivot_root,
+    in a container that need not mount /proc."""
+    m = 0
+    for c in range(last_cap() + 1):
+        try:
+            if _sys.prctl(_sys.PR_CAPBSET_READ, c) == 1:
+                m |= 1 << c
+        except OSError:  # EINVAL: beyond this kernel's last capability
+            break
+    return m
 
 
 def parse(caps: dict | None, path: str = "process.capabilities",

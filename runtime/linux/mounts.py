@@ -257,7 +257,7 @@ class RootfsBuilder:
             return
         for i, (path, typ, major, minor, mode, uid, gid) in enumerate(devs):
             try:
-                self._make_device(path, typ, major, minor, mode, uid, gid)
+                self._make_device(path, typ, major, minor, mode, uid, gid, strict=path in configured)
             except OSError as e:
                 raise RuntimeFailure(f"create device {path}: {e.strerror or e}") from None
         dfd = paths.mkdir_all(self.rootfd, "/dev")
@@ -287,10 +287,15 @@ class RootfsBuilder:
                 return True
         return False
 
-    def _make_device(self, path: str, typ: str, major: int, minor: int, mode: int, uid: int, gid: int) -> None:
+    def _make_device(self, path: str, typ: str, major: int, minor: int, mode: int, uid: int, gid: int,
+                     strict: bool = False) -> None:
+        """mknod (or bind from the host in a user ns). With `strict` (a linux.devices entry), a
+        file already at `path` that is not this device is an error (config-linux.md)."""
         parent, name = os.path.split(path)
         pfd = paths.mkdir_all(self.rootfd, parent)
         try:
+            if strict:
+                _check_existing_device(pfd, name, path, typ, major, minor)
             if self.in_userns:
                 fd = paths.create_file(self.rootfd, path)
                 try:
@@ -399,6 +404,20 @@ class RootfsBuilder:
             raise RuntimeFailure(f"config.json: linux.maskedPaths: {path}: {e.strerror or e}") from None
         finally:
             os.close(fd)
+
+
+def _check_existing_device(pfd: int, name: str, path: str, typ: str, major: int, minor: int) -> None:
+    try:
+        st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if typ == "p":
+        ok = stat.S_ISFIFO(st.st_mode)
+    else:
+        ok = (stat.S_ISBLK(st.st_mode) if typ == "b" else stat.S_ISCHR(st.st_mode)) \
+            and st.st_rdev == os.makedev(major, minor)
+    if not ok:
+        raise OSError(errno.EEXIST, "a file that is not this device is already there", path)
 
 
 def top_mount_id(path: str) -> int | None:
