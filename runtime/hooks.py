@@ -6,7 +6,8 @@ stays off the hot path.
 """
 from __future__ import annotations
 
-import json
+import os
+import signal
 import subprocess
 
 from .errors import RuntimeFailure
@@ -19,19 +20,44 @@ def state_json(spec: Spec, container_id: str, status: str, pid: int, created: st
 
 
 def run_hook(kind: str, index: int, hook: Hook, state: bytes) -> None:
+    """Run one hook; RuntimeFailure if it cannot start, fails or outlives its timeout.
+
+    stdin, stdout and stderr are memory files, not pipes: a hook that leaves a background
+    child holding its output cannot make us wait for EOF. The hook leads its own process
+    group, so on timeout the whole group is killed, not just the first process."""
+    where = f"hooks.{kind}[{index}]: {hook.path}"
     argv = hook.args or [hook.path]
+    files = [os.memfd_create(f"hook-{name}", os.MFD_CLOEXEC) for name in ("in", "out", "err")]
     try:
-        p = subprocess.run(argv, executable=hook.path, input=state, env=_env(hook.env),
-                           timeout=hook.timeout, capture_output=True, close_fds=True)
-    except subprocess.TimeoutExpired:
-        raise RuntimeFailure(f"hooks.{kind}[{index}]: {hook.path}: timed out after "
-                             f"{hook.timeout}s") from None
-    except OSError as e:
-        raise RuntimeFailure(f"hooks.{kind}[{index}]: {hook.path}: {e.strerror}") from None
-    if p.returncode != 0:
-        detail = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
-        why = f": {detail[-1]}" if detail else ""
-        raise RuntimeFailure(f"hooks.{kind}[{index}]: {hook.path}: exit status {p.returncode}{why}")
+        os.write(files[0], state)
+        os.lseek(files[0], 0, os.SEEK_SET)
+        try:
+            p = subprocess.Popen(argv, executable=hook.path, stdin=files[0], stdout=files[1],
+                                 stderr=files[2], env=_env(hook.env), close_fds=True,
+                                 start_new_session=True)
+        except OSError as e:
+            raise RuntimeFailure(f"{where}: {e.strerror}") from None
+        try:
+            code = p.wait(timeout=hook.timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+            raise RuntimeFailure(f"{where}: timed out after {hook.timeout}s (killed)") from None
+        if code != 0:
+            why = f"exit status {code}" if code > 0 else f"killed by signal {-code}"
+            detail = (_read(files[2]) or _read(files[1])).strip().splitlines()
+            raise RuntimeFailure(f"{where}: {why}" + (f": {detail[-1]}" if detail else ""))
+    finally:
+        for fd in files:
+            os.close(fd)
+
+
+def _read(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 65536).decode(errors="replace")
 
 
 def _env(env: list[str]) -> dict[str, str]:

@@ -312,10 +312,10 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     # wait for `runp start`: it writes one byte into the fifo we hold open read-write
     os.read(opts.fifo_fd, 1)
     os.close(opts.fifo_fd)
-    if spec.hooks.get("startContainer"):
-        from . import hooks
-        hooks.run_in_container(spec, "startContainer", hook_state)
     try:
+        if spec.hooks.get("startContainer"):
+            from . import hooks
+            hooks.run_in_container(spec, "startContainer", hook_state)
         cproc.exec_process(prepared, console_slave, opts.preserve_fds)
     except BaseException as e:  # noqa: BLE001 - nobody is listening on the pipe any more
         os.write(2, f"runp: {describe(e)}\n".encode())

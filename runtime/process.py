@@ -130,8 +130,11 @@ def switch_user(proc: Process) -> None:
     os.setresuid(u.uid, u.uid, u.uid)
 
 
-def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> None:
-    """Drop privileges and exec; runs after `start`. Never returns."""
+def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
+                 keep: set[int] | frozenset[int] = frozenset(), report=None) -> None:
+    """Drop privileges and exec; runs after `start`. Never returns.
+    `keep`: close-on-exec fds that stay open until the exec (runp exec's pipe); `report` is
+    called with the message if execve itself fails."""
     from .linux import capabilities
     from .linux import sys as lsys
 
@@ -141,7 +144,10 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
             os.dup2(console_slave, fd)
         if console_slave > 2:
             os.close(console_slave)
-    lsys.close_range_from(3, set(range(3, 3 + preserve_fds)))
+        import fcntl
+        import termios
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # we are a session leader (setsid): our tty now
+    lsys.close_range_from(3, set(range(3, 3 + preserve_fds)) | set(keep))
     for fd in range(3, 3 + preserve_fds):
         try:
             os.set_inheritable(fd, True)
@@ -170,7 +176,11 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int) -> N
     try:
         os.execve(p.path, p.args, dict(e.split("=", 1) for e in p.env))
     except OSError as e:
-        os.write(2, f"runp: exec {p.args[0]}: {e.strerror}\n".encode())
+        msg = f"runp: exec {p.args[0]}: {e.strerror}"
+        if report is not None:
+            report(msg)
+        else:
+            os.write(2, f"{msg}\n".encode())
         os._exit(127 if e.errno == 2 else 126)
 
 

@@ -1,0 +1,260 @@
+"""OCI hooks: all six kinds run in order, in the right namespaces, with the state on stdin, their
+own args (args[0] is argv0) and env; failures fail the operation and leave nothing behind, or
+only warn (poststart, poststop); a hook that outlives its timeout is killed."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+IN_CONTAINER = ("createContainer", "startContainer")
+
+# Records what a hook saw into $2/<kind>.*: its state (stdin), mount and pid namespaces and
+# env; appends the kind to $2/order.
+RECORD = r'''
+kind=$1; d=$2
+cat > "$d/$kind.state"
+readlink /proc/self/ns/mnt > "$d/$kind.mnt"
+readlink /proc/self/ns/pid > "$d/$kind.pid"
+env > "$d/$kind.env"
+echo "$kind" >> "$d/order"
+'''
+
+
+def hook(kind: str, logdir: str, script: str = RECORD, **extra) -> dict:
+    """A hook running busybox (the host's, or the container's for startContainer). busybox
+    picks its applet by argv0: the hook runs only if args[0] ("sh") is passed as argv0, not the
+    path."""
+    h = {"path": "/bin/busybox", "args": ["sh", "-c", script, "sh", kind, logdir],
+         "env": ["PATH=/usr/bin:/bin", f"HOOK_KIND={kind}"]}
+    h.update(extra)
+    return h
+
+
+@pytest.fixture
+def logdir(tmp_path, bundle) -> Path:
+    """A host directory the hooks write to, also at /hooklog in the container."""
+    d = tmp_path / "hooklog"
+    d.mkdir()
+    (bundle.rootfs / "hooklog").mkdir()
+    bundle.config["mounts"].append({"destination": "/hooklog", "type": "bind",
+                                    "source": str(d), "options": ["rbind", "rw"]})
+    return d
+
+
+def add_hooks(bundle, logdir: Path, kinds=KINDS, **per_kind) -> None:
+    hooks = bundle.config.setdefault("hooks", {})
+    for k in kinds:
+        where = "/hooklog" if k == "startContainer" else str(logdir)
+        hooks.setdefault(k, []).append(per_kind.get(k) or hook(k, where))
+    bundle.write()
+
+
+def order(logdir: Path) -> list[str]:
+    p = logdir / "order"
+    return p.read_text().split() if p.exists() else []
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def wait_for(pred, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def cgroup_dirs(bundle, cid: str) -> list[str]:
+    from runtime.linux.cgroups import open_manager
+    return open_manager(bundle.config["linux"].get("cgroupsPath"), cid).dirs()
+
+
+MARKER_ENV = {**os.environ, "RUNP_HOOK_TEST_MARKER": "leak"}
+
+
+# --- every kind, in order ------------------------------------------------------------------------
+
+def test_all_hooks_order_state_namespaces_env_args(runp, bundle, cid, logdir):
+    bundle.config["annotations"] = {"org.example.hooks": "yes"}
+    bundle.config["process"]["args"] = ["sh", "-c", "echo process >> /hooklog/order; exec sleep 1000"]
+    add_hooks(bundle, logdir)
+    runp("create", "-b", str(bundle.path), cid, env=MARKER_ENV)
+    assert order(logdir) == ["prestart", "createRuntime", "createContainer"]
+    init = runp.state(cid)["pid"]
+    runp("start", cid, env=MARKER_ENV)
+    wait_for(lambda: "process" in order(logdir) and "poststart" in order(logdir))
+    got = order(logdir)
+    assert got[:4] == ["prestart", "createRuntime", "createContainer", "startContainer"]
+    assert set(got[4:]) == {"poststart", "process"}
+    runp("kill", cid, "KILL")
+    wait_for(lambda: runp.state(cid)["status"] == "stopped")
+    runp("delete", cid, env=MARKER_ENV)
+    assert order(logdir)[-1] == "poststop"
+
+    host_mnt, host_pid = os.readlink("/proc/self/ns/mnt"), os.readlink("/proc/self/ns/pid")
+    ctr_mnt = Path(logdir / "startContainer.mnt").read_text().strip()
+    assert ctr_mnt != host_mnt
+    expect_status = {"prestart": "created", "createRuntime": "created",
+                     "createContainer": "created", "startContainer": "created",
+                     "poststart": "running", "poststop": "stopped"}
+    for k in KINDS:
+        st = json.loads((logdir / f"{k}.state").read_text())
+        assert st["id"] == cid, k
+        assert st["status"] == expect_status[k], (k, st)
+        assert st["bundle"] == str(bundle.path), k
+        assert st["annotations"] == {"org.example.hooks": "yes"}, k
+        assert st["ociVersion"] == bundle.config["ociVersion"], k
+        if k != "poststop":
+            assert st["pid"] == init, k
+        mnt = (logdir / f"{k}.mnt").read_text().strip()
+        pidns = (logdir / f"{k}.pid").read_text().strip()
+        if k in IN_CONTAINER:
+            assert mnt == ctr_mnt and pidns != host_pid, k
+        else:
+            assert mnt == host_mnt and pidns == host_pid, k
+        env = (logdir / f"{k}.env").read_text().splitlines()
+        assert f"HOOK_KIND={k}" in env, (k, env)
+        assert not any("RUNP_HOOK_TEST_MARKER" in e for e in env), (k, env)
+
+
+def test_create_container_hook_runs_before_pivot(runp, bundle, cid, logdir):
+    """createContainer runs in the container's mount namespace before pivot_root: the host's
+    filesystem (and the rootfs under its host path) is still what it sees."""
+    script = 'test -d "$1" && echo "before-pivot" > "$2/cc"; cat > /dev/null'
+    add_hooks(bundle, logdir, kinds=("createContainer",),
+              createContainer={"path": "/bin/sh", "args": ["sh", "-c", script, "sh",
+                                                          str(bundle.rootfs), str(logdir)]})
+    bundle.set_args("true")
+    runp("run", "-b", str(bundle.path), cid)
+    assert (logdir / "cc").read_text() == "before-pivot\n"
+
+
+# --- failures ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_failing_create_hook_leaves_nothing(runp, bundle, cid, logdir, kind):
+    bundle.config["linux"]["cgroupsPath"] = f"/runp-hooktest/{cid}"
+    fail = 'cat > "$1/state"; echo "hook says no" >&2; exit 3'
+    add_hooks(bundle, logdir, kinds=KINDS)
+    hooks = bundle.config["hooks"]
+    where = str(logdir)
+    hooks[kind].insert(0, {"path": "/bin/sh", "args": ["sh", "-c", fail, "sh", where]})
+    bundle.write()
+    p = runp("create", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode != 0
+    err = p.stderr.decode()
+    assert f"hooks.{kind}[0]" in err and "exit status 3" in err and "hook says no" in err, err
+    # the failing hook stopped the rest: its kind's second hook and every later kind
+    assert order(logdir) == list(KINDS[:KINDS.index(kind)])
+    # nothing left: no state, no process, no cgroup
+    assert cid not in runp.ids()
+    assert not (runp.root / cid).exists()
+    init = json.loads((logdir / "state").read_text())["pid"]
+    wait_for(lambda: not alive(init))
+    for d in cgroup_dirs(bundle, cid):
+        assert not os.path.exists(d), d
+
+
+def test_failing_start_container_hook(runp, bundle, cid, logdir):
+    fail = 'cat > /dev/null; exit 4'
+    bundle.config["process"]["args"] = ["sh", "-c", "echo ran > /hooklog/process"]
+    add_hooks(bundle, logdir, kinds=("startContainer",),
+              startContainer={"path": "/bin/busybox", "args": ["sh", "-c", fail]})
+    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode != 0
+    assert b"hooks.startContainer[0]" in p.stderr and b"exit status 4" in p.stderr
+    assert not (logdir / "process").exists(), "the process ran although startContainer failed"
+    assert cid not in runp.ids()
+
+
+def test_failing_poststart_only_warns(runp, bundle, cid, logdir):
+    bundle.set_args("sleep", "1000")
+    fail = {"path": "/bin/sh", "args": ["sh", "-c", "exit 5"]}
+    bundle.config["hooks"] = {"poststart": [fail, hook("poststart", str(logdir))]}
+    bundle.write()
+    runp("create", "-b", str(bundle.path), cid)
+    p = runp("start", cid)
+    assert b"hooks.poststart[0]" in p.stderr and b"exit status 5" in p.stderr
+    assert order(logdir) == ["poststart"]  # the next hook still ran
+    assert runp.state(cid)["status"] == "running"
+
+
+def test_failing_poststop_only_warns(runp, bundle, cid, logdir):
+    bundle.set_args("true")
+    fail = {"path": "/bin/sh", "args": ["sh", "-c", "exit 6"]}
+    bundle.config["hooks"] = {"poststop": [fail, hook("poststop", str(logdir))]}
+    bundle.write()
+    runp("run", "-d", "-b", str(bundle.path), cid)
+    wait_for(lambda: runp.state(cid)["status"] == "stopped")
+    p = runp("delete", cid)
+    assert b"hooks.poststop[0]" in p.stderr and b"exit status 6" in p.stderr
+    assert order(logdir) == ["poststop"]
+    assert cid not in runp.ids()
+
+
+def test_missing_hook_binary_fails_create(runp, bundle, cid):
+    bundle.config["hooks"] = {"prestart": [{"path": "/no/such/hook"}]}
+    bundle.write()
+    p = runp("create", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode != 0 and b"/no/such/hook" in p.stderr
+    assert cid not in runp.ids()
+
+
+# --- timeouts ------------------------------------------------------------------------------------
+
+def test_hook_timeout_kills_it(runp, bundle, cid, logdir):
+    # the hook and a child of it: both must be gone after the timeout
+    slow = 'echo $$ > "$1/hook.pid"; sleep 100 & echo $! > "$1/child.pid"; wait'
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", slow, "sh",
+                                                                       str(logdir)],
+                                            "timeout": 1}]}
+    bundle.write()
+    t0 = time.monotonic()
+    p = runp("create", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode != 0 and b"timed out" in p.stderr, p.stderr
+    assert time.monotonic() - t0 < 20
+    for f in ("hook.pid", "child.pid"):
+        pid = int((logdir / f).read_text())
+        wait_for(lambda: not alive(pid), timeout=5)
+    assert cid not in runp.ids()
+
+
+def test_poststop_timeout_only_warns(runp, bundle, cid, logdir):
+    bundle.set_args("true")
+    slow = {"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 100"], "timeout": 1}
+    bundle.config["hooks"] = {"poststop": [slow, hook("poststop", str(logdir))]}
+    bundle.write()
+    runp("run", "-d", "-b", str(bundle.path), cid)
+    wait_for(lambda: runp.state(cid)["status"] == "stopped")
+    p = runp("delete", cid)
+    assert b"timed out" in p.stderr
+    assert order(logdir) == ["poststop"]
+
+
+def test_hook_with_background_child_does_not_block(runp, bundle, cid, logdir):
+    """A hook that leaves a child holding its stdout must not hang create (no pipes)."""
+    script = 'cat > /dev/null; (sleep 30; echo late) & echo $! > "$1/bg.pid"; exit 0'
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh",
+                                            "args": ["sh", "-c", script, "sh", str(logdir)]}]}
+    bundle.set_args("true")
+    t0 = time.monotonic()
+    try:
+        runp("run", "-b", str(bundle.path), cid, timeout=25)
+        assert time.monotonic() - t0 < 20
+    finally:
+        bg = logdir / "bg.pid"
+        if bg.exists():
+            try:
+                os.kill(int(bg.read_text()), 9)
+            except ProcessLookupError:
+                pass
