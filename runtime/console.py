@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import struct
+
+import _socket  # the socket module costs milliseconds (enum, selectors)
+
+from .linux import fdpass
 
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
@@ -58,9 +61,9 @@ def setup_in_container(rootfs, console_fd: int, size: tuple[int, int] | None) ->
             set_size(master, size[0], size[1])
         if rootfs is not None:
             rootfs.setup_console(f"/proc/self/fd/{slave}")
-        sock = socket.socket(fileno=console_fd)
+        sock = _socket.socket(fileno=console_fd)
         try:
-            socket.send_fds(sock, [name.encode()], [master])
+            fdpass.send_fds(sock, name.encode(), [master])
         finally:
             sock.close()
     except BaseException:
@@ -75,8 +78,9 @@ def make_controlling(fd: int) -> None:
     fcntl.ioctl(fd, TIOCSCTTY, 0)
 
 
-def recv_master(sock: socket.socket) -> tuple[int, str]:
-    msg, fds, _, _ = socket.recv_fds(sock, 4096, 1)
+def recv_master(sock) -> tuple[int, str]:
+    """The pty master (and its name) a container process sent over `sock`."""
+    msg, fds = fdpass.recv_fds(sock, 4096, 1)
     if not fds:
         raise OSError("console socket: no file descriptor received")
     return fds[0], msg.decode(errors="replace")

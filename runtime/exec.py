@@ -15,11 +15,13 @@ Without --detach runp waits for the process, forwards signals to it and returns 
 from __future__ import annotations
 
 import os
-import signal
-import socket
+
+import _signal  # the signal and socket modules cost milliseconds (enum, selectors)
+import _socket
 
 from .container import Container
 from .errors import ConfigError, RuntimeFailure
+from .linux import fdpass
 from .log import log
 from .records import record, field
 from .spec import Process, Spec, _parse_process
@@ -86,12 +88,11 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
 # --- the process: from --process, or the container's process changed by runc's flags ------------
 
 def build_process(spec: Spec, o: ExecOptions) -> Process:
-    import copy
-    import json
+    from . import jsonlite
     if o.process_file:
         try:
             with open(o.process_file, "rb") as f:
-                raw = json.loads(f.read())
+                raw = jsonlite.loads(f.read())
         except OSError as e:
             raise RuntimeFailure(f"--process {o.process_file}: {e.strerror}") from None
         except ValueError as e:
@@ -99,7 +100,7 @@ def build_process(spec: Spec, o: ExecOptions) -> Process:
         return _parse(raw, o.process_file)
     if not o.args:
         raise RuntimeFailure("process args cannot be empty")
-    raw = copy.deepcopy(spec.raw.get("process") or {"cwd": "/"})
+    raw = jsonlite.loads(jsonlite.dumps(spec.raw.get("process") or {"cwd": "/"}))  # a deep copy
     raw["args"] = list(o.args)
     raw["terminal"] = o.tty
     if o.cwd is not None:
@@ -239,8 +240,8 @@ class _Exec:
         self.helper = 0   # the fork that joins the namespaces
         self.pid = 0      # the process (host pid)
         self.fds: list[int] = []
-        self.socks: list[socket.socket] = []
-        self.console_parent: socket.socket | None = None
+        self.socks: list = []  # our sockets (init pipe, console socketpair)
+        self.console_parent = None
         self.master: int | None = None
         self.listen_fds = 0
 
@@ -249,7 +250,7 @@ class _Exec:
         from .linux import sys as lsys
         npass = self._occupy_passed_range()
         console_fd = self._console()
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent, child = fdpass.socketpair()
         self.socks += [parent, child]
         lsys.set_child_subreaper()  # the process is reparented to us when the helper exits
         pid = os.fork()
@@ -297,7 +298,7 @@ class _Exec:
         if not self.proc.terminal:
             return -1
         if self.o.console_socket:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s = _socket.socket(fdpass.AF_UNIX, fdpass.SOCK_STREAM | fdpass.SOCK_CLOEXEC)
             try:
                 s.connect(self.o.console_socket)
             except OSError as e:
@@ -305,7 +306,7 @@ class _Exec:
                 raise RuntimeFailure(f"console socket {self.o.console_socket}: {e.strerror}") from None
             fd = s.detach()
         else:
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            a, b = fdpass.socketpair(fdpass.SOCK_STREAM)
             self.console_parent = a
             self.socks.append(a)
             fd = b.detach()
@@ -397,7 +398,7 @@ class _Exec:
         for pid in (self.helper, self.pid):
             if pid:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 _reap(pid)
@@ -419,7 +420,7 @@ class _Exec:
 
         for s in FORWARDED:
             try:
-                signal.signal(s, forward)
+                _signal.signal(s, forward)
             except (OSError, ValueError):
                 pass
 
@@ -437,7 +438,7 @@ class _Exec:
             if self.master is not None:
                 from .console import Proxy
                 proxy = Proxy(self.master)
-                signal.signal(signal.SIGWINCH, lambda *_: proxy.resize())
+                _signal.signal(_signal.SIGWINCH, lambda *_: proxy.resize())
                 with proxy:
                     proxy.pump(exited)
             while not done:

@@ -423,3 +423,111 @@ def test_no_pivot_container(runp, bundle, cid):
     # the process sees the container's root, not the mount namespace's original one
     assert out(runp, cid, "cat", "/etc/passwd").startswith("root:x:0:0:root:/root:/bin/sh\n")
     assert out(runp, cid, "ls", "/").split() == sorted(os.listdir(bundle.rootfs))
+
+
+def test_userns_container_joined_host_owned_netns(runp, bundle, cid):
+    """A container with its own user namespace that joined a network namespace owned by the
+    host's: exec must join the network namespace before the user namespace (runc 1.1 fails
+    here with "failed to setns into net namespace")."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "1000"])
+    try:
+        deadline = time.monotonic() + 10
+        while os.readlink(f"/proc/{holder.pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        netns = os.readlink(f"/proc/{holder.pid}/ns/net")
+        make_traversable(bundle.rootfs)
+        lx = bundle.config["linux"]
+        lx["namespaces"] = [n for n in lx["namespaces"] if n["type"] != "network"] + [
+            {"type": "network", "path": f"/proc/{holder.pid}/ns/net"}, {"type": "user"}]
+        lx["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+        lx["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        # sysfs needs a network namespace owned by the container's user namespace
+        bundle.config["mounts"] = [m for m in bundle.config["mounts"]
+                                   if not m["destination"].startswith("/sys")]
+        init = start(runp, bundle, cid)
+        seen = out(runp, cid, "sh", "-c", "readlink /proc/self/ns/net; readlink /proc/self/ns/user; id -u")
+        assert seen.split() == [netns, os.readlink(f"/proc/{init}/ns/user"), "0"]
+        runp("delete", "-f", cid)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+NOTIF_RECV = 0xC0502100  # SECCOMP_IOCTL_NOTIF_RECV: struct seccomp_notif is 80 bytes
+NOTIF_SEND = 0xC0182101  # SECCOMP_IOCTL_NOTIF_SEND: struct seccomp_notif_resp is 24 bytes
+
+
+def test_seccomp_notify_listener_gets_exec_fd(runp, bundle, cid, tmp_path):
+    """With SCMP_ACT_NOTIFY the exec'd process's listener fd goes to the agent too, with the
+    process's pid; the agent's answer is what the process sees."""
+    import errno
+    import fcntl
+    import select
+    import socket
+    import struct
+    import threading
+    sock_path = str(tmp_path / "agent.sock")
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": sock_path,
+        "listenerMetadata": "exec-test",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(sock_path)
+    listener.listen(4)
+    messages: list[dict] = []
+    fds: list[int] = []
+    stop = threading.Event()
+
+    def agent() -> None:
+        """Accept listener fds; answer every notification with EXDEV."""
+        while not stop.is_set():
+            r, _, _ = select.select([listener, *fds], [], [], 0.1)
+            for x in r:
+                if x is listener:
+                    conn, _ = listener.accept()
+                    with conn:
+                        msg, got, _, _ = socket.recv_fds(conn, 65536, 4)
+                    messages.append(json.loads(msg))
+                    fds.extend(got)
+                    continue
+                buf = bytearray(80)
+                try:
+                    fcntl.ioctl(x, NOTIF_RECV, buf, True)
+                except OSError:
+                    fds.remove(x)  # the filter's processes are gone
+                    os.close(x)
+                    continue
+                nid = struct.unpack_from("=Q", buf)[0]
+                resp = bytearray(struct.pack("=QqiI", nid, 0, -errno.EXDEV, 0))
+                try:
+                    fcntl.ioctl(x, NOTIF_SEND, resp)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=agent, daemon=True)
+    t.start()
+    try:
+        start(runp, bundle, cid)
+        pf = tmp_path / "p"
+        p = runp("exec", "--pid-file", str(pf), cid, "mkdir", "/tmp/d", check=False)
+        assert p.returncode != 0 and b"cross-device" in p.stderr, p.stderr
+        assert len(messages) == 2, messages  # the init's at create, the exec'd process's
+        assert messages[1]["pid"] == int(pf.read_text())
+        assert messages[1]["metadata"] == "exec-test" and messages[1]["state"]["id"] == cid
+        runp("delete", "-f", cid)
+    finally:
+        stop.set()
+        t.join(5)
+        listener.close()
+        for fd in fds:
+            os.close(fd)
+
+
+def test_help_and_flag_parsing(runp, bundle, cid):
+    assert b"usage" in runp("exec", "--help").stdout
+    start(runp, bundle, cid)
+    # after the id everything belongs to the command, --help and -d included
+    assert out(runp, cid, "echo", "--help", "-d") == "--help -d\n"
+    p = runp("exec", "--no-such-flag", cid, "true", check=False)
+    assert p.returncode != 0 and b"flag provided but not defined" in p.stderr
