@@ -531,3 +531,47 @@ def test_help_and_flag_parsing(runp, bundle, cid):
     assert out(runp, cid, "echo", "--help", "-d") == "--help -d\n"
     p = runp("exec", "--no-such-flag", cid, "true", check=False)
     assert p.returncode != 0 and b"flag provided but not defined" in p.stderr
+
+
+def test_process_not_dumpable_before_exec(runp, bundle, cid):
+    """CVE-2019-5736: until it execs, the process entering the container is a copy of the
+    host's Python, and nothing in the container may open it through /proc/PID/exe. Caught in
+    the act: in a frozen container (--ignore-paused) it stops right after joining the cgroup,
+    before its exec. The attacker is root of the container's user namespace, entered with
+    nsenter (outside the frozen cgroup); it can read the exe of the container's own init."""
+    make_traversable(bundle.rootfs)
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    init = start(runp, bundle, cid)
+    runp("pause", cid)
+    proc = subprocess.Popen(runp.cmd("exec", "--ignore-paused", cid, "true"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        stuck = ""
+        deadline = time.monotonic() + 10
+        while not stuck:
+            assert time.monotonic() < deadline, "the exec'd process never showed up"
+            for d in os.listdir("/proc"):
+                try:
+                    st = Path(f"/proc/{d}/status").read_text() if d.isdigit() else ""
+                except OSError:
+                    continue
+                if st and status_field(st, "PPid") == str(proc.pid):
+                    ns = status_field(st, "NSpid").split()
+                    stuck = ns[1] if len(ns) == 2 else ""
+            time.sleep(0.05)
+        probe = subprocess.run(
+            ["nsenter", "-t", str(init), "-U", "-m", "-p", "--", "/bin/sh", "-c",
+             f"id -u; readlink /proc/1/exe; readlink /proc/{stuck}/exe || echo denied"],
+            capture_output=True, timeout=30)
+        assert probe.stdout.decode().split() == ["0", "/bin/busybox", "denied"], probe
+    finally:
+        runp("resume", cid)
+        try:
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
