@@ -184,6 +184,11 @@ def test_process_file_errors_name_the_file(runp, bundle, cid, tmp_path):
     pf.write_text("{")
     p = runp("exec", "-p", str(pf), cid, check=False)
     assert p.returncode != 0 and b"invalid JSON" in p.stderr
+    pf.write_text(json.dumps({"args": ["true"], "cwd": "/",
+                              "capabilities": {"bounding": ["CAP_NO_SUCH"]}}))
+    p = runp("exec", "-p", str(pf), cid, check=False)
+    assert p.returncode != 0
+    assert f"{pf}: process.capabilities.bounding[0]".encode() in p.stderr, p.stderr
 
 
 # --- detach, pid file, namespaces, cgroup --------------------------------------------------------
