@@ -237,12 +237,20 @@ class RootfsBuilder:
         import shutil
         import tempfile
         tmp = tempfile.mkdtemp(prefix="runp-tmpcopyup-")
+        mounted = False
         try:
-            lsys.mount("tmpfs", tmp, "tmpfs", opts.flags, ",".join(opts.data))
+            # writable for the copy; "ro" is applied afterwards (as runc does)
+            lsys.mount("tmpfs", tmp, "tmpfs", opts.flags & ~lsys.MS_RDONLY, ",".join(opts.data))
+            mounted = True
             src = paths.fd_path(dest_fd)
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            if opts.flags & lsys.MS_RDONLY:
+                lsys.mount(None, tmp, None, opts.flags | lsys.MS_REMOUNT | lsys.MS_BIND)
             lsys.mount(tmp, src, None, lsys.MS_MOVE)
+            mounted = False
         finally:
+            if mounted:
+                lsys.umount2(tmp, lsys.MNT_DETACH)
             os.rmdir(tmp)
 
     def create_devices(self) -> None:
