@@ -288,6 +288,12 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         console_slave = console.setup_in_container(rootfs, opts.console_fd,
                                                    proc.console_size)
         opts.console_fd = -1
+        # The terminal replaces the caller's stdio now, not at exec (as runc does): containerd's
+        # shim reads create's output through a pipe until EOF, and would wait forever.
+        for fd in (0, 1, 2):
+            os.dup2(console_slave, fd)
+        os.close(console_slave)
+        console_slave = 0
     if proc is not None:
         _make_cwd(rootfs.rootfd, proc.cwd)
     rootfs.finish()
