@@ -50,6 +50,10 @@ COMMANDS: dict[str, dict] = {
         "ignore-paused": (("--ignore-paused",), False), "cgroup": (("--cgroup",), "list"),
         "help": (("--help", "-h"), False),
     },
+    # runtime/features.py, ps.py, update.py, events.py, checkpoint.py
+    "features": {},
+    "ps": {"format": (("--format", "-f"), True), "help": (("--help", "-h"), False)},
+    "events": {"stats": (("--stats",), False), "interval": (("--interval",), True)},
 }
 USAGE = """usage: runp [global options] command [command options] [arguments...]
 
@@ -65,6 +69,9 @@ commands:
   pause    pause all processes         resume   resume all processes that have been paused
   check    validate a bundle's config.json against the runtime-spec JSON Schema
   exec     execute new process inside the container
+  ps       list container processes    update   update container resource constraints
+  events   stats and OOM events        features show the enabled features
+  checkpoint, restore    need criu (they fail with the reason when it cannot work)
 
 global options:
   --root value        root directory for storage of container state (default: "/run/runp")
@@ -396,11 +403,56 @@ def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     return exec_in(root, pos[0], o)
 
 
-STOP_AT_POSITIONAL = {"exec"}
+def cmd_features(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .features import print_features
+    print_features(sys.stdout)
+    return 0
+
+
+def cmd_ps(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .ps import ps
+    if not pos:
+        raise UsageError('"ps" requires a minimum of 1 argument')
+    return ps(root, pos[0], flags.get("format", "table"), pos[1:], sys.stdout)
+
+
+def cmd_update(root: str, args: list[str], gflags: dict) -> int:
+    from .update import UPDATE_FLAGS, update
+    flags, pos = parse_flags(args, UPDATE_FLAGS)
+    update(root, _one_id(pos, "update"), flags, sys.stdin)
+    return 0
+
+
+def cmd_events(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
+    from .events import DEFAULT_INTERVAL, events, parse_duration
+    try:
+        interval = parse_duration(flags["interval"]) if "interval" in flags else DEFAULT_INTERVAL
+    except ValueError as e:
+        raise UsageError(f"invalid value {flags['interval']!r} for flag --interval: {e}") from None
+    return events(root, _one_id(pos, "events"), bool(flags.get("stats")), interval, sys.stdout)
+
+
+def cmd_checkpoint(root: str, args: list[str], gflags: dict) -> int:
+    from .checkpoint import CHECKPOINT_FLAGS, checkpoint
+    _, pos = parse_flags(args, CHECKPOINT_FLAGS)
+    checkpoint(root, _one_id(pos, "checkpoint"), gflags.get("criu"))
+    return 0
+
+
+def cmd_restore(root: str, args: list[str], gflags: dict) -> int:
+    from .checkpoint import RESTORE_FLAGS, restore
+    _, pos = parse_flags(args, RESTORE_FLAGS)
+    restore(root, _one_id(pos, "restore"), gflags.get("criu"))
+    return 0
+
+
+STOP_AT_POSITIONAL = {"exec", "ps"}
 _DISPATCH = {
     "create": cmd_create, "run": cmd_run, "start": cmd_start, "state": cmd_state,
     "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "spec": cmd_spec,
     "pause": cmd_pause, "resume": cmd_resume, "check": cmd_check, "exec": cmd_exec,
+    "features": cmd_features, "ps": cmd_ps, "events": cmd_events,
 }
 # commands whose argument parsing lives with their implementation (exec, ps, update, ...)
-_EXTRA_COMMANDS: dict = {}
+_EXTRA_COMMANDS: dict = {"update": cmd_update, "checkpoint": cmd_checkpoint,
+                         "restore": cmd_restore}

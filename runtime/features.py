@@ -1,0 +1,146 @@
+"""`runp features`: the runtime-spec "features" document (features.md, features-linux.md).
+
+Callers (containerd's CRI plugin, CRI-O, podman) read it to learn what a runtime accepts before
+they generate a config. Every list is derived from the tables the code itself uses, so the
+document cannot claim more than runp does: the mount options the rootfs builder knows, the
+capabilities, namespaces and hook kinds spec.py parses, and the seccomp actions, operators and
+architectures that both runp's validator and the installed libseccomp accept. Only the seccomp
+flags depend on the host (the spec says so): each is probed with seccomp(2) itself.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+
+from . import __version__
+from .spec import HOOK_KINDS, NAMESPACE_TYPES, SPEC_VERSION
+
+OCI_VERSION_MIN = "1.0.0"
+
+# seccomp(2): SECCOMP_SET_MODE_FILTER and the filter flag bits the config may name
+_SET_MODE_FILTER = 1
+_FLAG_BITS = {
+    "SECCOMP_FILTER_FLAG_TSYNC": 1 << 0,
+    "SECCOMP_FILTER_FLAG_LOG": 1 << 1,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 1 << 2,
+    "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 1 << 5,
+}
+_FLAG_NEW_LISTENER = 1 << 3
+
+
+def features() -> dict:
+    """The features document for this build on this host."""
+    from .linux import capabilities, mounts
+    seccomp = _seccomp_features()
+    linux: dict = {
+        "namespaces": [ns for ns in NAMESPACE_TYPES],
+        "capabilities": sorted(capabilities.CAPS, key=capabilities.CAPS.__getitem__),
+        # Implementation status, not the host's cgroup version (features-linux.md). The
+        # --systemd-cgroup driver only names the cgroup as systemd would; it does not ask
+        # systemd (no D-Bus client), so neither systemd manager is claimed.
+        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                   "rdma": True},
+        "seccomp": seccomp,
+        # process.apparmorProfile and process.selinuxLabel are applied when the host LSM is
+        # enabled (process.py), and ignored otherwise, as runc and crun do.
+        "apparmor": {"enabled": True},
+        "selinux": {"enabled": True},
+        # linux.intelRdt is parsed but never applied.
+        "intelRdt": {"enabled": False},
+        # mounts[].uidMappings/gidMappings ("idmap" options) are refused (mounts.py).
+        "mountExtensions": {"idmap": {"enabled": False}},
+    }
+    annotations = {
+        "org.opencontainers.runp.version": __version__,
+        "org.opencontainers.runp.checkpoint.enabled": "false",
+    }
+    lib = libseccomp_version()
+    if lib:
+        annotations["io.github.seccomp.libseccomp.version"] = lib
+    return {
+        "ociVersionMin": OCI_VERSION_MIN,
+        "ociVersionMax": SPEC_VERSION,
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": sorted(mount_options(mounts)),
+        "linux": linux,
+        "annotations": annotations,
+    }
+
+
+def mount_options(mounts) -> set[str]:
+    """Every option mounts.MountOptions turns into a flag, propagation or mount attribute
+    (anything else is passed to the filesystem as data), plus tmpcopyup."""
+    return set(mounts._FLAGS) | set(mounts._PROPAGATION) | set(mounts._REC_ATTRS) | {"tmpcopyup"}
+
+
+def _seccomp_features() -> dict:
+    try:
+        import seccomp as scmp
+    except ImportError:  # runp refuses every seccomp profile without the binding
+        return {"enabled": False}
+    from .linux import seccomp
+    known = sorted(seccomp.FLAGS)
+    archs = sorted(a for a in seccomp.ARCHES if _arch_usable(scmp, a))
+    return {
+        "enabled": True,
+        "actions": sorted(seccomp.ACTIONS),
+        "operators": sorted(seccomp.OPS),
+        "archs": archs,
+        "knownFlags": known,
+        "supportedFlags": [f for f in known if _kernel_accepts(scmp, f)],
+    }
+
+
+def _arch_usable(scmp, name: str) -> bool:
+    """Can a filter for this machine include `name`? The validator knows a few architectures
+    this libseccomp does not, and libseccomp refuses to mix byte orders in one filter (EDOM):
+    a config naming such an architecture fails, so it is not claimed."""
+    arch = getattr(scmp.Arch, name[len("SCMP_ARCH_"):], None)
+    if arch is None:
+        return False
+    try:
+        scmp.SyscallFilter(scmp.ALLOW).add_arch(arch)
+    except RuntimeError as e:
+        return "17" in str(e)  # EEXIST: the native architecture is always there
+    return True
+
+
+def _kernel_accepts(scmp, flag: str) -> bool:
+    """seccomp(SET_MODE_FILTER, flag, NULL): EFAULT means the kernel took the flags and only
+    then failed to read the (absent) filter; EINVAL means it does not know them. Nothing is
+    installed either way. WAIT_KILLABLE_RECV is only valid together with NEW_LISTENER."""
+    from .linux import sys as lsys
+    bits = _FLAG_BITS[flag]
+    if flag == "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV":
+        bits |= _FLAG_NEW_LISTENER
+    nr = scmp.resolve_syscall(scmp.Arch.NATIVE, "seccomp")
+    ret = lsys.libc.syscall(ctypes.c_long(nr), ctypes.c_uint(_SET_MODE_FILTER),
+                            ctypes.c_uint(bits), ctypes.c_void_p(None))
+    if ret != -1:  # cannot happen with a NULL filter; be safe and claim nothing
+        return False
+    if ctypes.get_errno() != errno.EFAULT:
+        return False
+    # runp also sets the matching libseccomp attribute for these two (seccomp.build)
+    attr = {"SECCOMP_FILTER_FLAG_LOG": "CTL_LOG",
+            "SECCOMP_FILTER_FLAG_SPEC_ALLOW": "CTL_SSB"}.get(flag)
+    return attr is None or hasattr(scmp.Attr, attr)
+
+
+class _Version(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+
+
+def libseccomp_version() -> str | None:
+    """The loaded libseccomp's version (seccomp_version(3)); None without libseccomp."""
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2")
+    except OSError:
+        return None
+    lib.seccomp_version.restype = ctypes.POINTER(_Version)
+    v = lib.seccomp_version().contents
+    return f"{v.major}.{v.minor}.{v.micro}"
+
+
+def print_features(out) -> None:
+    from . import jsonlite
+    out.write(jsonlite.dumps_indent(features(), "    ") + "\n")
