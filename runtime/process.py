@@ -158,6 +158,7 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
         os.getcwd()  # ENOENT if the cwd is not reachable from our root
     except OSError:
         raise RuntimeFailure(f"process.cwd {proc.cwd} is outside the container root") from None
+    refuse_magic_link_exec(p.path)
     if not p.rlimits_applied:
         set_rlimits(proc)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
@@ -182,6 +183,36 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
         else:
             os.write(2, f"{msg}\n".encode())
         os._exit(127 if e.errno == 2 else 126)
+
+
+def refuse_magic_link_exec(path: str) -> None:
+    """CVE-2019-5736: never have the kernel exec something reached through a /proc magic link,
+    such as the entrypoint "/proc/self/exe" or a script "#!/proc/self/exe": that runs the
+    HOST's python (runp's own executable) with the container's credentials, and the process
+    can then open the host interpreter through its own /proc/self/exe and overwrite it once no
+    python runs. Follows the #! chain as binfmt_script does; call as (container) root, right
+    before exec. A file we cannot read is left to execve: root in a user namespace that cannot
+    read it cannot write the host's files either."""
+    from .linux import sys as lsys
+    for _ in range(6):
+        try:
+            fd = lsys.openat2(-100, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,  # AT_FDCWD
+                              lsys.RESOLVE_NO_MAGICLINKS)  # (NONBLOCK: a fifo must not hang us)
+        except OSError as e:
+            if e.errno == 40:  # ELOOP
+                raise RuntimeFailure(f'unable to start container process: exec: "{path}": '
+                                     "refusing to exec through a /proc magic link") from None
+            return  # execve reports the problem itself
+        try:
+            head = os.pread(fd, 256, 0)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+        interp = head[2:].split(b"\n", 1)[0].split() if head.startswith(b"#!") else []
+        if not interp:
+            return
+        path = os.fsdecode(interp[0])
 
 
 _LSM: tuple[bool, bool] | None = None

@@ -130,6 +130,7 @@ class RootfsBuilder:
         self.host_ns = host_ns  # no mount namespace of its own: every mount is visible outside
         self.cgroup_mounter = cgroup_mounter  # callable(dest_fd, mount) for "cgroup" mounts
         self.rootfd = -1
+        self._null = -1  # the verified /dev/null that masks files (see _dev_null)
 
     # --- phase 1: before the mounts ------------------------------------------------------------
     def prepare(self) -> None:
@@ -189,6 +190,8 @@ class RootfsBuilder:
             finally:
                 os.close(dest_fd)
             return
+        if fstype in ("proc", "sysfs"):
+            self._ordinary_dir_only(m.destination, fstype)
         dest_fd = paths.mkdir_all(self.rootfd, m.destination)
         try:
             target = paths.fd_path(dest_fd)
@@ -209,6 +212,26 @@ class RootfsBuilder:
                     os.close(top)
         finally:
             os.close(dest_fd)
+
+    def _ordinary_dir_only(self, dest: str, fstype: str) -> None:
+        """procfs and sysfs go on an ordinary directory, never through a symlink in its place
+        (runc does the same: a /proc that leads elsewhere hides the real one, CVE-2019-19921)."""
+        parent, name = os.path.split(dest.rstrip("/"))
+        if not name:
+            return
+        try:
+            pfd = paths.open_in_root(self.rootfd, parent)
+        except FileNotFoundError:
+            return
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        finally:
+            os.close(pfd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, f"filesystem {fstype} must be mounted on an ordinary "
+                                         "directory, not a symlink or file")
 
     def _bind(self, src: str, dest_fd: int, opts: MountOptions, dest: str) -> None:
         target = paths.fd_path(dest_fd)
@@ -325,9 +348,24 @@ class RootfsBuilder:
             os.close(pfd)
 
     def setup_console(self, slave_path: str) -> None:
-        """Bind the pty slave onto /dev/console (the file is created inside the rootfs)."""
-        fd = paths.create_file(self.rootfd, "/dev/console", 0o600)
+        """Bind the pty slave onto /dev/console, a regular file we make in the rootfs's /dev.
+        Whatever else the image has there (a symlink leading elsewhere, a device) is replaced
+        first, and the bind goes through an O_NOFOLLOW fd (CVE-2025-52565)."""
+        dfd = paths.mkdir_all(self.rootfd, "/dev")
         try:
+            try:
+                if not stat.S_ISREG(os.stat("console", dir_fd=dfd, follow_symlinks=False).st_mode):
+                    os.unlink("console", dir_fd=dfd)
+            except FileNotFoundError:
+                pass
+            os.close(os.open("console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o600, dir_fd=dfd))
+            fd = os.open("console", paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EEXIST, "/dev/console is not a regular file")
             lsys.mount(slave_path, paths.fd_path(fd), None, lsys.MS_BIND)
         finally:
             os.close(fd)
@@ -369,8 +407,13 @@ class RootfsBuilder:
         lx = self.spec.linux
         for p in lx.readonly_paths:
             self._readonly(p)
-        for p in lx.masked_paths:
-            self._mask(p)
+        try:
+            for p in lx.masked_paths:
+                self._mask(p)
+        finally:
+            if self._null >= 0:
+                os.close(self._null)
+                self._null = -1
         if self.spec.root_readonly:
             lsys.mount(None, "/", None, lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY
                        | _locked_flags("/"))
@@ -407,11 +450,27 @@ class RootfsBuilder:
             if paths.is_dir_fd(fd):
                 lsys.mount("tmpfs", target, "tmpfs", lsys.MS_RDONLY)
             else:
-                lsys.mount("/dev/null", target, None, lsys.MS_BIND)
+                lsys.mount(paths.fd_path(self._dev_null()), target, None, lsys.MS_BIND)
         except OSError as e:
             raise RuntimeFailure(f"config.json: linux.maskedPaths: {path}: {e.strerror or e}") from None
         finally:
             os.close(fd)
+
+    def _dev_null(self) -> int:
+        """An O_PATH fd of the container's /dev/null (resolved in the root), verified to be the
+        null device: a /dev/null that leads to another file would be bound over every masked
+        file, exposing what the attacker chose instead of nothing (CVE-2025-31133)."""
+        if self._null < 0:
+            try:
+                fd = paths.open_in_root(self.rootfd, "/dev/null")
+            except OSError as e:
+                raise OSError(e.errno, f"/dev/null: {e.strerror}") from None
+            st = os.fstat(fd)
+            if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "/dev/null is not the null device (char 1:3)")
+            self._null = fd
+        return self._null
 
 
 def _check_existing_device(pfd: int, name: str, path: str, typ: str, major: int, minor: int) -> None:
@@ -485,6 +544,46 @@ def _fstatfs_type(fd: int) -> int:
     buf = _Statfs()
     lsys._check(lsys.libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
     return buf.f_type
+
+
+IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                         "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+                         "kernel.shm_rmid_forced"})
+
+
+def check_sysctls(spec: Spec) -> None:
+    """Accept only sysctls of a namespace the container has (runc's rule): anything else
+    (kernel.core_pattern, vm.*, net.* in the host's network namespace) would be written to
+    the host's kernel. Runs in `create` before anything is built."""
+    from ..errors import ConfigError
+    lx = spec.linux
+    for key in lx.sysctl:
+        name, where = key.replace("/", "."), f"linux.sysctl.{key}"
+        if name in IPC_SYSCTLS or name.startswith("fs.mqueue."):
+            if lx.namespace("ipc") is None:
+                raise ConfigError(where, "is not allowed in the host's ipc namespace")
+        elif name.startswith("net."):
+            if _host_netns(spec):
+                raise ConfigError(where, "is not allowed in the host's network namespace")
+        elif name == "kernel.domainname" and lx.namespace("uts") is not None:
+            pass
+        elif name == "kernel.hostname" and lx.namespace("uts") is not None:
+            raise ConfigError(where, 'is not allowed: it conflicts with the "hostname" field')
+        else:
+            raise ConfigError(where, "is not in a separate kernel namespace")
+
+
+def _host_netns(spec: Spec) -> bool:
+    ns = spec.linux.namespace("network")
+    if ns is None:
+        return True
+    if not ns.path:
+        return False
+    try:
+        a, b = os.stat(ns.path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return False  # joining it fails later, with the path in the message
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def write_sysctls(sysctl: dict[str, str]) -> None:

@@ -28,49 +28,84 @@ def fd_path(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
+MAX_SYMLINKS = 40
+
+
 def mkdir_all(rootfd: int, path: str, mode: int = 0o755) -> int:
     """mkdir -p inside the rootfs; returns an O_PATH fd of the final directory.
 
     Each prefix is resolved afresh from the root with RESOLVE_IN_ROOT, so a symlink anywhere in
-    the path is followed as the container would see it, and never out of the rootfs.
+    the path is followed as the container would see it, and never out of the rootfs. A dangling
+    symlink is followed too and its target created (inside the root), as runc's securejoin does;
+    a /proc magic link fails (ELOOP).
     """
-    parts = [p for p in path.split("/") if p and p != "."]
+    todo = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
     fd = os.dup(rootfd)
-    prefix = ""
+    links = 0
     try:
-        for name in parts:
-            prefix = f"{prefix}/{name}" if prefix else name
+        while todo:
+            name = todo.pop(0)
+            prefix = "/".join(done + [name])
             try:
                 nfd = lsys.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, _IN_ROOT)
             except FileNotFoundError:
                 try:
                     os.mkdir(name, mode, dir_fd=fd)
                 except FileExistsError:
-                    pass  # a dangling symlink, or a racing creator: the open below decides
+                    target = _link_target(fd, name)
+                    if target is not None:  # dangling: create what it points to instead
+                        links += 1
+                        if links > MAX_SYMLINKS:
+                            raise OSError(errno.ELOOP, "too many symbolic links", path) from None
+                        if target.startswith("/"):
+                            done = []
+                            os.close(fd)
+                            fd = os.dup(rootfd)
+                        todo = [p for p in target.split("/") if p and p != "."] + todo
+                        continue
                 nfd = lsys.openat2(rootfd, prefix, O_PATH | os.O_DIRECTORY, _IN_ROOT)
             os.close(fd)
             fd = nfd
+            done.append(name)
         return fd
     except BaseException:
         os.close(fd)
         raise
 
 
-def create_file(rootfd: int, path: str, mode: int = 0o644) -> int:
-    """Make sure a file (the mount point of a file bind) exists; returns its O_PATH fd."""
-    parent, name = os.path.split(path.rstrip("/"))
-    pfd = mkdir_all(rootfd, parent)
+def _link_target(dirfd: int, name: str) -> str | None:
     try:
+        return os.readlink(name, dir_fd=dirfd)
+    except OSError:
+        return None
+
+
+def create_file(rootfd: int, path: str, mode: int = 0o644) -> int:
+    """Make sure a file (the mount point of a file bind) exists; returns its O_PATH fd.
+    A dangling symlink in the last component is followed and its target created in the root."""
+    for _ in range(MAX_SYMLINKS):
+        parent, name = os.path.split(path.rstrip("/"))
+        pfd = mkdir_all(rootfd, parent)
         try:
-            fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, mode, dir_fd=pfd)
-            os.close(fd)
-        except OSError as e:
-            if e.errno not in (errno.EEXIST, errno.ELOOP, errno.EISDIR, errno.ETXTBSY, errno.EACCES,
-                               errno.ENXIO, errno.EROFS):
-                raise
-        return open_in_root(rootfd, path)
-    finally:
-        os.close(pfd)
+            try:
+                fd = os.open(name, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, mode,
+                             dir_fd=pfd)
+                os.close(fd)
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ELOOP, errno.EISDIR, errno.ETXTBSY,
+                                   errno.EACCES, errno.ENXIO, errno.EROFS):
+                    raise
+            try:
+                return open_in_root(rootfd, path)
+            except FileNotFoundError:
+                target = _link_target(pfd, name)
+                if target is None:
+                    raise
+            path = target if target.startswith("/") else f"{parent}/{target}"
+        finally:
+            os.close(pfd)
+    raise OSError(errno.ELOOP, "too many symbolic links", path)
 
 
 def make_mountpoint(rootfd: int, path: str, is_dir: bool) -> int:
