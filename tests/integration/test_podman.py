@@ -269,3 +269,39 @@ def _cgroup_pids(cid: str) -> list[int]:
             return [int(x) for x in f.read().split()]
     except FileNotFoundError:
         return []
+
+
+def test_exec_interactive_and_detached(podman):
+    """exec -it with a working directory and environment; exec -d leaves the process running."""
+    podman.run("-d", "--name", "ex", IMAGE, "sleep", "1000")
+    argv = ["podman", *([] if podman.runtime == "runp" else ["--runtime", podman.runtime]),
+            "exec", "-it", "-w", "/tmp", "-e", "FOO=bar", "ex", "sh", "-c",
+            "pwd; echo $FOO; echo READY; read l; echo got:$l; exit 3"]
+    code, out = run_in_pty(argv, podman.env.env, [("READY", b"abc\r")])
+    assert code == 3, out
+    assert out.replace("\r", "").split("\n")[:2] == ["/tmp", "bar"]
+    assert "got:abc" in out
+    podman("exec", "-d", "ex", "sleep", "999")
+    wait_for(lambda: "sleep 999" in podman("top", "ex", "args").stdout, what="the exec'd process")
+
+
+def test_oci_hooks_from_hooks_dir(podman, tmp_path):
+    """podman turns hooks.d files into config.json hooks: the runtime runs prestart,
+    createRuntime and poststart with the container state on stdin."""
+    log = tmp_path / "hooks.log"
+    script = tmp_path / "hook.sh"
+    script.write_text(f"#!/bin/sh\nread state\necho \"$1 $state\" >> {log}\n")
+    script.chmod(0o755)
+    hooks = tmp_path / "hooks.d"
+    hooks.mkdir()
+    for stage in ("prestart", "createRuntime", "poststart"):
+        (hooks / f"{stage}.json").write_text(json.dumps({
+            "version": "1.0.0", "hook": {"path": str(script), "args": ["hook.sh", stage]},
+            "when": {"always": True}, "stages": [stage]}))
+    podman("--hooks-dir", str(hooks), "run", "--name", "hk", IMAGE, "true")
+    cid = podman.full_id("hk")
+    runs = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert [stage for stage, _ in runs] == ["prestart", "createRuntime", "poststart"]
+    for _, state in runs:
+        st = json.loads(state)
+        assert st["id"] == cid and st["pid"] > 0
