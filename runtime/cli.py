@@ -195,11 +195,8 @@ def _fail(msg: str, code: int) -> int:
 
 
 def version_text() -> str:
-    try:
-        import seccomp  # noqa: F401  (only for the version line)
-        libseccomp = "%d.%d.%d" % seccomp.get_libseccomp_version() if hasattr(seccomp, "get_libseccomp_version") else "present"
-    except ImportError:
-        libseccomp = "none"
+    from .features import libseccomp_version  # the binding has no version call: ask the C library
+    libseccomp = libseccomp_version() or "none"
     return (f"runp version {__version__}\ncommit: {__version__}\nspec: {SPEC_VERSION}\n"
             f"python: {sys.version.split()[0]}\nlibseccomp: {libseccomp}\n")
 
