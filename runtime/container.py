@@ -125,17 +125,28 @@ class Container:
                                      if status == "stopped" else
                                      f"cannot start an already {status} container")
             fifo = self.dir.file(FIFO_FILE)
+            # with startContainer hooks, wait for the init's verdict on the fifo (hooks.py)
+            watch = -1
+            if "startContainer" in self._recorded("hooks", ["startContainer"]):
+                watch = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
             try:
-                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            except OSError as e:
-                if e.errno in (errno.ENXIO, errno.ENOENT):
-                    raise RuntimeFailure("cannot start a container that has stopped") from None
-                raise
-            try:
-                os.write(fd, b"0")
+                try:
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                except OSError as e:
+                    if e.errno in (errno.ENXIO, errno.ENOENT):
+                        raise RuntimeFailure("cannot start a container that has stopped") from None
+                    raise
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
+                os.unlink(fifo)
+                if watch >= 0:
+                    from .hooks import wait_start_verdict
+                    wait_start_verdict(watch)
             finally:
-                os.close(fd)
-            os.unlink(fifo)
+                if watch >= 0:
+                    os.close(watch)
             if not self._has_process():
                 # the init exits on that byte: the container is stopped, nothing ran
                 raise RuntimeFailure("cannot start a container without a process "
@@ -555,6 +566,11 @@ class _Creator:
             _reap(self.stage1)
         if self.init_pid:
             _wait_gone(self.init_pid)
+        if self.spec.hooks.get("poststop"):  # lifecycle: a failed create goes on at delete
+            from . import hooks
+            hooks.run(self.spec, "poststop", hooks.state_json(self.spec, self.c.id, "stopped",
+                                                              self.init_pid),
+                      warn_only=True, log=log)
         if self.host_ns_root is not None:
             from .linux.mounts import detach_rootfs, top_mount_id
             top = top_mount_id(self.spec.root_path)

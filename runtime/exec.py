@@ -317,22 +317,23 @@ class _Exec:
         return fd
 
     def _handshake(self, pipe) -> None:
-        cgroup_wanted = False
+        # The process may ask before the helper has told us its pid (they share the pipe):
+        # its requests wait until then.
+        waiting: list[tuple[str, list[int]]] = []
         while True:
             kind, payload = pipe.recv()
             if kind == "pid":
                 self.pid = int(payload)
                 _reap(self.helper)
                 self.helper = 0
-                if cgroup_wanted:
-                    self._join_cgroup(pipe)
-            elif kind == "cgroup":
+                for k, fds in waiting:
+                    self._answer(pipe, k, fds)
+                waiting = []
+            elif kind in ("cgroup", "seccompfd"):
                 if self.pid:
-                    self._join_cgroup(pipe)
-                else:  # the process asked before the helper told us its pid
-                    cgroup_wanted = True
-            elif kind == "seccompfd":
-                self._send_seccomp_fd(pipe)
+                    self._answer(pipe, kind, pipe.last_fds)
+                else:
+                    waiting.append((kind, pipe.last_fds))
             elif kind == "error":
                 raise RuntimeFailure(payload)
             elif kind == "eof":
@@ -342,6 +343,12 @@ class _Exec:
             self.helper = 0
         if not self.pid:
             raise RuntimeFailure("exec failed: the setup process exited early")
+
+    def _answer(self, pipe, kind: str, fds: list[int]) -> None:
+        if kind == "cgroup":
+            self._join_cgroup(pipe)
+        else:
+            self._send_seccomp_fd(pipe, fds)
 
     def _join_cgroup(self, pipe) -> None:
         st = self.c.state
@@ -360,11 +367,10 @@ class _Exec:
                 raise RuntimeFailure(msg) from None
         pipe.send("ok")
 
-    def _send_seccomp_fd(self, pipe) -> None:
+    def _send_seccomp_fd(self, pipe, fds: list[int]) -> None:
         """The process installed a filter with a notify listener: pass the fd to the agent."""
         from .hooks import state_json
         from .linux import seccomp
-        fds = pipe.last_fds
         sc = self.spec.linux.seccomp or {}
         try:
             if not fds:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 
+from . import jsonlite
 from .errors import RuntimeFailure
 from .spec import Hook, Spec
 
@@ -77,5 +78,42 @@ def run(spec: Spec, kind: str, state: bytes, warn_only: bool = False, log=None) 
 
 
 def run_in_container(spec: Spec, kind: str, state: bytes) -> None:
-    """createContainer/startContainer: run from the container init (its namespaces)."""
-    run(spec, kind, state)
+    """createContainer/startContainer: run from the container init (its namespaces). The
+    state's pid is the init's as the container sees it (runtime-spec: "for hooks executed in
+    the container namespace, it is the pid as seen by the container")."""
+    st = jsonlite.loads(state)
+    st["pid"] = os.getpid()
+    run(spec, kind, jsonlite.dumps(st).encode())
+
+
+# `runp start` and startContainer hooks: start opens the exec fifo for reading before it writes
+# the start byte; the init keeps its (close-on-exec) end open through the hooks and until its
+# exec. When no writer is left start sees POLLHUP: an empty fifo means the exec happened, text
+# is the init's error. runtime-spec: a failing startContainer hook fails start.
+
+def wait_start_verdict(fd: int) -> None:
+    """In `runp start`: wait until the init has exec'd (return) or failed (RuntimeFailure)."""
+    import select
+    import time
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    while not any(ev & select.POLLHUP for _, ev in poller.poll()):
+        time.sleep(0.002)  # POLLIN alone: our start byte is still unread, or text is arriving
+    data = b""
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    if data.startswith(b"0"):  # the start byte, never read: the init died before it
+        raise RuntimeFailure("cannot start a container that has stopped")
+    if data:
+        raise RuntimeFailure(data.decode(errors="replace").strip())
+
+
+def report_start_failure(fd: int, msg: str) -> None:
+    """In the init: the verdict for a waiting `runp start` (see wait_start_verdict)."""
+    try:
+        os.write(fd, msg.removeprefix("runp: ").encode()[:4000])
+    except OSError:
+        pass

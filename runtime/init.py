@@ -317,12 +317,20 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     pipe.sock.close()
     # wait for `runp start`: it writes one byte into the fifo we hold open read-write
     os.read(opts.fifo_fd, 1)
-    os.close(opts.fifo_fd)
+    if not spec.hooks.get("startContainer"):
+        os.close(opts.fifo_fd)
+        try:
+            cproc.exec_process(prepared, console_slave, opts.preserve_fds)
+        except BaseException as e:  # noqa: BLE001 - nobody is listening on the pipe any more
+            os.write(2, f"runp: {describe(e)}\n".encode())
+            os._exit(1)
+    # `runp start` waits for our verdict on the fifo (hooks.wait_start_verdict)
+    from . import hooks
+    verdict = opts.fifo_fd
     try:
-        if spec.hooks.get("startContainer"):
-            from . import hooks
-            hooks.run_in_container(spec, "startContainer", hook_state)
-        cproc.exec_process(prepared, console_slave, opts.preserve_fds)
-    except BaseException as e:  # noqa: BLE001 - nobody is listening on the pipe any more
-        os.write(2, f"runp: {describe(e)}\n".encode())
+        hooks.run_in_container(spec, "startContainer", hook_state)
+        cproc.exec_process(prepared, console_slave, opts.preserve_fds, keep={verdict},
+                           report=lambda msg: hooks.report_start_failure(verdict, msg))
+    except BaseException as e:  # noqa: BLE001
+        hooks.report_start_failure(verdict, describe(e))
         os._exit(1)

@@ -28,14 +28,7 @@ sys.modules["oci_conformance"] = oci
 _spec.loader.exec_module(oci)
 
 # case name -> why runp fails it today (each was reported to the owner of that code)
-KNOWN_GAPS: dict[str, str] = {
-    "hooks.state_pid_container": "createContainer/startContainer hooks get the host pid, not the "
-                                 "pid the container sees (init.py passes the parent's state)",
-    "hooks.failed_create_poststop": "a failed create does not run the poststop hooks (lifecycle "
-                                    "step 12 then 13)",
-    "hooks.startContainer_fails": "start returns before the init runs the startContainer hooks, "
-                                  "so their failure cannot make start fail",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

@@ -114,7 +114,9 @@ def test_all_hooks_order_state_namespaces_env_args(runp, bundle, cid, logdir):
         assert st["bundle"] == str(bundle.path), k
         assert st["annotations"] == {"org.example.hooks": "yes"}, k
         assert st["ociVersion"] == bundle.config["ociVersion"], k
-        if k != "poststop":
+        if k in IN_CONTAINER:  # the pid as the container sees it (a new pid namespace)
+            assert st["pid"] == 1, k
+        elif k != "poststop":
             assert st["pid"] == init, k
         mnt = (logdir / f"{k}.mnt").read_text().strip()
         pidns = (logdir / f"{k}.pid").read_text().strip()
@@ -154,27 +156,59 @@ def test_failing_create_hook_leaves_nothing(runp, bundle, cid, logdir, kind):
     assert p.returncode != 0
     err = p.stderr.decode()
     assert f"hooks.{kind}[0]" in err and "exit status 3" in err and "hook says no" in err, err
-    # the failing hook stopped the rest: its kind's second hook and every later kind
-    assert order(logdir) == list(KINDS[:KINDS.index(kind)])
+    # the failing hook stopped the rest: its kind's second hook and every later kind, but
+    # the lifecycle goes on at delete: the poststop hooks run
+    assert order(logdir) == list(KINDS[:KINDS.index(kind)]) + ["poststop"]
     # nothing left: no state, no process, no cgroup
     assert cid not in runp.ids()
     assert not (runp.root / cid).exists()
     init = json.loads((logdir / "state").read_text())["pid"]
-    wait_for(lambda: not alive(init))
+    if kind == "createContainer":
+        assert init == 1  # as the container sees it; the cgroup check below covers it
+    else:
+        wait_for(lambda: not alive(init))
     for d in cgroup_dirs(bundle, cid):
         assert not os.path.exists(d), d
 
 
 def test_failing_start_container_hook(runp, bundle, cid, logdir):
-    fail = 'cat > /dev/null; exit 4'
+    """start waits for the startContainer hooks: their failure fails start, and the
+    container is stopped without its process having run."""
+    fail = 'cat > /dev/null; echo "no start" >&2; exit 4'
     bundle.config["process"]["args"] = ["sh", "-c", "echo ran > /hooklog/process"]
     add_hooks(bundle, logdir, kinds=("startContainer",),
               startContainer={"path": "/bin/busybox", "args": ["sh", "-c", fail]})
-    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    runp("create", "-b", str(bundle.path), cid)
+    p = runp("start", cid, check=False)
     assert p.returncode != 0
-    assert b"hooks.startContainer[0]" in p.stderr and b"exit status 4" in p.stderr
+    err = p.stderr.decode()
+    assert "hooks.startContainer[0]" in err and "exit status 4: no start" in err, err
+    wait_for(lambda: runp.state(cid)["status"] == "stopped")
     assert not (logdir / "process").exists(), "the process ran although startContainer failed"
+    runp("delete", cid)
+    # the same through run, which deletes the container
+    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode != 0 and b"hooks.startContainer[0]" in p.stderr
+    assert not (logdir / "process").exists()
     assert cid not in runp.ids()
+
+
+def test_start_waits_for_start_container_hooks(runp, bundle, cid, logdir):
+    """With startContainer hooks, start returns after the exec: the process has run by then
+    (a quick program), and exec failures are reported by start too."""
+    bundle.config["process"]["args"] = ["sh", "-c", "echo ran > /hooklog/process; sleep 100"]
+    add_hooks(bundle, logdir, kinds=("startContainer", "poststart"))
+    runp("create", "-b", str(bundle.path), cid)
+    runp("start", cid)
+    assert order(logdir)[:2] == ["startContainer", "poststart"]
+    assert runp.state(cid)["status"] == "running"
+    runp("delete", "-f", cid)
+    bundle.config["process"]["args"] = ["/etc/passwd"]  # not executable: fails at exec
+    bundle.write()
+    p = runp("create", "-b", str(bundle.path), cid, check=False)
+    if p.returncode == 0:  # the lookup may already refuse it at create
+        p = runp("start", cid, check=False)
+        assert p.returncode != 0 and b"permission denied" in p.stderr.lower(), p.stderr
 
 
 def test_failing_poststart_only_warns(runp, bundle, cid, logdir):
