@@ -238,6 +238,9 @@ def test_init_is_not_dumpable_until_exec(runp, make_bundle, tmp_path):
         a.set_args("sleep", "100")
         runp("create", "-b", str(a.path), ida)
         pid = runp.state(ida)["pid"]
+        # waiting for start the init still has all of root's capabilities: an unprivileged
+        # process is refused whatever the dumpable flag (it lacks capabilities the init has)
+        assert probe_exe_as(pid)["readlink"] == errno.EACCES
         runp("start", ida)
         assert gate.held.wait(10), f"the init's execve never reached the agent: {gate.error}"
         assert Path(f"/proc/{pid}/comm").read_text().strip() == "runp:[2:INIT]"

@@ -348,24 +348,31 @@ class RootfsBuilder:
             os.close(pfd)
 
     def setup_console(self, slave_path: str) -> None:
-        """Bind the pty slave onto /dev/console, a regular file we make in the rootfs's /dev.
-        Whatever else the image has there (a symlink leading elsewhere, a device) is replaced
-        first, and the bind goes through an O_NOFOLLOW fd (CVE-2025-52565)."""
+        """Bind the pty slave onto /dev/console, never through a symlink (CVE-2025-52565): a
+        symlink the image has there is replaced by a regular file (unless /dev is bound from
+        elsewhere: then it is an error, we do not unlink what is not ours), and the bind goes
+        through an O_NOFOLLOW fd. An existing node (a bound host /dev) is mounted over."""
         dfd = paths.mkdir_all(self.rootfd, "/dev")
         try:
             try:
-                if not stat.S_ISREG(os.stat("console", dir_fd=dfd, follow_symlinks=False).st_mode):
+                if stat.S_ISLNK(os.stat("console", dir_fd=dfd, follow_symlinks=False).st_mode):
+                    if self._dev_is_host_bind():
+                        raise OSError(errno.ELOOP, "/dev/console is a symlink")
                     os.unlink("console", dir_fd=dfd)
             except FileNotFoundError:
                 pass
-            os.close(os.open("console", os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o600, dir_fd=dfd))
+            try:
+                os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o600, dir_fd=dfd))
+            except FileExistsError:
+                pass
             fd = os.open("console", paths.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
         finally:
             os.close(dfd)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EEXIST, "/dev/console is not a regular file")
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+                raise OSError(errno.EEXIST, "/dev/console is a symlink or a directory")
             lsys.mount(slave_path, paths.fd_path(fd), None, lsys.MS_BIND)
         finally:
             os.close(fd)
