@@ -88,7 +88,8 @@ def child_main(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
         lsys.set_dumpable(False)
         _reset_signals()
         # Only stdio, the preserved fds and our own fds may stay open (CVE-2024-21626).
-        keep = {pipe.sock.fileno(), opts.fifo_fd, opts.console_fd}
+        from .log import log
+        keep = {pipe.sock.fileno(), opts.fifo_fd, opts.console_fd, log.fileno()}
         keep |= set(range(3, 3 + opts.preserve_fds))
         lsys.close_range_from(3, {k for k in keep if k >= 0})
         stage1(spec, pipe, opts)
@@ -271,6 +272,10 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     rootfs.mount_all()
     in_cgroup()
     rootfs.create_devices()
+    if not opts.cgroup_early and any(spec.hooks.get(k) for k in
+                                     ("prestart", "createRuntime", "createContainer")):
+        pipe.call("cgroup")  # hooks find the container's cgroup through its pid: join first
+        opts.cgroup_early = True  # (so no second join below)
     hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
     if spec.hooks.get("createContainer"):
         from . import hooks

@@ -29,10 +29,21 @@ class Logger:
     def _out(self) -> int:
         if self._fd is None:
             if self.path:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                # far above the fds a container may be given (--preserve-fds): never handed over
+                import fcntl
+                try:
+                    self._fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1000)
+                    os.close(fd)
+                except OSError:  # RLIMIT_NOFILE below 1001
+                    self._fd = fd
             else:
                 self._fd = 2
         return self._fd
+
+    def fileno(self) -> int:
+        """The log file's fd if one is open (the container init keeps it until exec), else -1."""
+        return self._fd if self._fd is not None and self._fd > 2 else -1
 
     def log(self, level: str, msg: str) -> None:
         if _LEVELS[level] < self.level:
