@@ -32,7 +32,8 @@ COMMON = {
 }
 # create and run fork the init and talk to it: the init pipe (_socket + struct for fd passing,
 # not the socket module, whose enums cost milliseconds), syscalls (ctypes), rlimits (resource).
-SETUP = {"_socket", "ctypes", "_ctypes", "ctypes._endian", "struct", "_struct", "resource"}
+SETUP = {"_socket", "ctypes", "_ctypes", "ctypes._endian", "types", "struct", "_struct", "resource",
+         "math"}  # types: ctypes needs it; math: the v2 cpu.weight conversion (both C, cheap)
 ALLOWED = {cmd: COMMON | (SETUP if cmd in ("create", "run") else set()) for cmd in HOT}
 
 # Never on the hot path, whatever the lists above say (hooks may run subprocesses, but the
