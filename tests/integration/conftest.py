@@ -410,6 +410,7 @@ class Podman:
     def runtime_ids(self) -> list[str]:
         """Containers the runtime itself knows (podman never passes --root: the default)."""
         p = run_files([self.runtime_bin, "list", "-q"])
+        assert p.returncode == 0, f"{self.runtime} list: {p.stderr}"
         return p.stdout.split()
 
     def cgroup_file(self, cid: str, controller: str, name: str) -> str:
@@ -421,12 +422,15 @@ class Podman:
 def podman(podman_env, runtime):
     pm = Podman(podman_env, runtime)
     yield pm
-    ids = pm("ps", "--all", "--quiet", "--no-trunc", check=False).stdout.split()
-    pm("rm", "--all", "--force", "--time", "0", check=False)
-    left = pm("ps", "--all", "--quiet", check=False).stdout.split()
-    assert not left, f"podman containers left: {left}"
+    ids = pm("ps", "--all", "--quiet", "--no-trunc").stdout.split()
+    rm = pm("rm", "--all", "--force", "--time", "0", check=False)
+    left = pm("ps", "--all", "--quiet").stdout.split()
+    known = [cid for cid in ids if cid in pm.runtime_ids()]
+    for cid in known:  # never leave a container running, even when the test fails
+        run_files([pm.runtime_bin, "delete", "--force", cid])
+    assert not left, f"podman containers left: {left} ({rm.stderr.strip()})"
+    assert not known, f"{runtime} still knew {known} after podman rm ({rm.stderr.strip()})"
     for cid in ids:
-        assert cid not in pm.runtime_ids(), f"{runtime} still knows container {cid}"
         assert not cgroup_dirs(f"libpod_parent/libpod-{cid}"), f"cgroup of {cid} left"
         assert not [m for m in mounts_under(str(podman_env.base)) if cid in m], \
             f"mounts of {cid} left"
