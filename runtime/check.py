@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import json_type
+
 PathParts = tuple  # of str (object keys) and int (array indices)
 
 _TYPE_ARTICLES = {"string": "a string", "integer": "an integer", "number": "a number",
@@ -76,22 +78,6 @@ def format_path(parts: Iterable) -> str:
     return out
 
 
-def _json_type(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
-
 def _show(v: Any) -> str:
     s = json.dumps(v)
     return s if len(s) <= 60 else s[:57] + "..."
@@ -144,7 +130,7 @@ def _describe(err, doc: Any) -> tuple[PathParts, str]:
     if kw == "type":
         want = err.validator_value
         want = [want] if isinstance(want, str) else list(want)
-        return path, f"must be {' or '.join(_TYPE_ARTICLES.get(w, w) for w in want)}, not {_json_type(inst)}"
+        return path, f"must be {' or '.join(_TYPE_ARTICLES.get(w, w) for w in want)}, not {json_type(inst)}"
     if kw == "enum":
         return path, f"{_show(inst)} is not one of: {_one_of(err.validator_value)}"
     if kw == "const":

@@ -2,6 +2,25 @@
 from __future__ import annotations
 
 
+def json_type(val: object) -> str:
+    """The JSON name of a parsed value's type, for "must be X, not Y" messages."""
+    if val is None:
+        return "null"
+    if isinstance(val, bool):
+        return "boolean"
+    if isinstance(val, int):
+        return "integer"
+    if isinstance(val, float):
+        return "number"
+    if isinstance(val, str):
+        return "string"
+    if isinstance(val, list):
+        return "array"
+    if isinstance(val, dict):
+        return "object"
+    return type(val).__name__
+
+
 class RuntimeFailure(Exception):
     """An error to report to the caller as one line. `exit_code` is the process exit status."""
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from . import jsonlite
-from .errors import ConfigError
+from .errors import ConfigError, json_type
 
 SUPPORTED_MAJOR = 1
 SPEC_VERSION = "1.3.0"
@@ -51,23 +51,7 @@ def _expect(val: Any, typ: type, path: str) -> None:
     if typ is float and isinstance(val, (int, float)) and not isinstance(val, bool):
         ok = True
     if not ok:
-        raise ConfigError(path, f"must be {_TYPE_NAMES.get(typ, typ.__name__)}, not {_json_type(val)}")
-
-
-def _json_type(val: Any) -> str:
-    if val is None:
-        return "null"
-    if isinstance(val, bool):
-        return "boolean"
-    if isinstance(val, int):
-        return "integer"
-    if isinstance(val, float):
-        return "number"
-    if isinstance(val, str):
-        return "string"
-    if isinstance(val, list):
-        return "array"
-    return "object"
+        raise ConfigError(path, f"must be {_TYPE_NAMES.get(typ, typ.__name__)}, not {json_type(val)}")
 
 
 def _join(path: str, key: str) -> str:
@@ -235,7 +219,7 @@ def load(bundle: str) -> Spec:
 
 def parse(raw: Any, bundle: str) -> Spec:
     if not isinstance(raw, dict):
-        raise ConfigError("", f"must be a JSON object, not {_json_type(raw)}")
+        raise ConfigError("", f"must be a JSON object, not {json_type(raw)}")
     version = _get(raw, "ociVersion", str, "", required=True)
     _check_version(version)
     root = _get(raw, "root", dict, "", required=True)

@@ -262,7 +262,7 @@ def test_parse_wrong_types() -> None:
     assert err({"bounding": "CAP_CHOWN"}) == (
         "config.json: process.capabilities.bounding: must be an array, not string")
     assert err({"ambient": ["CAP_CHOWN", 5]}) == (
-        "config.json: process.capabilities.ambient[1]: must be a string, not number")
+        "config.json: process.capabilities.ambient[1]: must be a string, not integer")
     with pytest.raises(ConfigError) as e:
         caps.parse({"inheritable": [None]}, path="process.caps")
     assert str(e.value) == "config.json: process.caps.inheritable[0]: must be a string, not null"

@@ -568,7 +568,7 @@ def test_validate_errors() -> None:
         f"{p}.syscalls[0].errnoRet: cannot be used with SCMP_ACT_ALLOW")
     assert verr(deny([])) == f"{p}.syscalls[0].names: must contain at least one entry"
     assert verr(deny("mkdir")) == f"{p}.syscalls[0].names: must be an array, not string"
-    assert verr(deny(["mkdir", 3])) == f"{p}.syscalls[0].names[1]: must be a string, not number"
+    assert verr(deny(["mkdir", 3])) == f"{p}.syscalls[0].names[1]: must be a string, not integer"
     assert verr({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"]}]}) == (
         f"{p}.syscalls[0].action: is required")
     arg = {"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}
@@ -597,4 +597,4 @@ def test_validate_notify_rules() -> None:
     assert verr({**deny(["mkdir"]), "listenerMetadata": "m"}) == (
         f"{p}.listenerMetadata: must not be set without listenerPath")
     assert verr({**deny(["mkdir"]), "listenerPath": 5}) == (
-        f"{p}.listenerPath: must be a string, not number")
+        f"{p}.listenerPath: must be a string, not integer")

@@ -18,7 +18,7 @@ TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings a
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, json_type
 from . import sys as _sys
 
 CAPS: dict[str, int] = {
@@ -126,7 +126,7 @@ def parse(caps: dict | None, path: str = "process.capabilities",
     if caps is None:
         return None
     if not isinstance(caps, dict):
-        raise ConfigError(path, f"must be an object, not {_json_type(caps)}")
+        raise ConfigError(path, f"must be an object, not {json_type(caps)}")
     avail: int | None = None
     sets: dict[str, frozenset[int]] = {}
     for name in SET_NAMES:
@@ -136,12 +136,12 @@ def parse(caps: dict | None, path: str = "process.capabilities",
             sets[name] = frozenset()
             continue
         if not isinstance(val, list):
-            raise ConfigError(where, f"must be an array, not {_json_type(val)}")
+            raise ConfigError(where, f"must be an array, not {json_type(val)}")
         out: set[int] = set()
         for i, cap in enumerate(val):
             item = f"{where}[{i}]"
             if not isinstance(cap, str):
-                raise ConfigError(item, f"must be a string, not {_json_type(cap)}")
+                raise ConfigError(item, f"must be a string, not {json_type(cap)}")
             num = CAPS.get(cap)
             if num is None:
                 _problem(item, f'unknown capability "{cap}"', warn)
@@ -223,19 +223,3 @@ def _problem(path: str, problem: str, warn: Callable[[str], None] | None) -> Non
     if warn is None:
         raise err
     warn(str(err))
-
-
-def _json_type(val: Any) -> str:
-    if val is None:
-        return "null"
-    if isinstance(val, bool):
-        return "boolean"
-    if isinstance(val, (int, float)):
-        return "number"
-    if isinstance(val, str):
-        return "string"
-    if isinstance(val, list):
-        return "array"
-    if isinstance(val, dict):
-        return "object"
-    return type(val).__name__

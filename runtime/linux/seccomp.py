@@ -17,7 +17,7 @@ TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings a
 if TYPE_CHECKING:
     from typing import Any
 
-from ..errors import ConfigError, RuntimeFailure
+from ..errors import ConfigError, RuntimeFailure, json_type
 
 ACTIONS = frozenset({
     "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
@@ -78,10 +78,10 @@ def validate(cfg: dict | None, path: str = "linux.seccomp") -> None:
     if cfg is None:
         return
     if not isinstance(cfg, dict):
-        raise ConfigError(path, f"must be an object, not {_json_type(cfg)}")
+        raise ConfigError(path, f"must be an object, not {json_type(cfg)}")
     syscalls = cfg.get("syscalls")
     if syscalls is not None and not isinstance(syscalls, list):
-        raise ConfigError(f"{path}.syscalls", f"must be an array, not {_json_type(syscalls)}")
+        raise ConfigError(f"{path}.syscalls", f"must be an array, not {json_type(syscalls)}")
     if not enabled(cfg):
         return
     default = cfg.get("defaultAction")
@@ -96,27 +96,27 @@ def validate(cfg: dict | None, path: str = "linux.seccomp") -> None:
     if arches is not None:
         if not isinstance(arches, list):
             raise ConfigError(f"{path}.architectures",
-                              f"must be an array, not {_json_type(arches)}")
+                              f"must be an array, not {json_type(arches)}")
         for i, a in enumerate(arches):
             where = f"{path}.architectures[{i}]"
             if not isinstance(a, str):
-                raise ConfigError(where, f"must be a string, not {_json_type(a)}")
+                raise ConfigError(where, f"must be a string, not {json_type(a)}")
             if a not in ARCHES:
                 raise ConfigError(where, f'unknown architecture "{a}"')
     flags = cfg.get("flags")
     if flags is not None:
         if not isinstance(flags, list):
-            raise ConfigError(f"{path}.flags", f"must be an array, not {_json_type(flags)}")
+            raise ConfigError(f"{path}.flags", f"must be an array, not {json_type(flags)}")
         for i, f in enumerate(flags):
             where = f"{path}.flags[{i}]"
             if not isinstance(f, str):
-                raise ConfigError(where, f"must be a string, not {_json_type(f)}")
+                raise ConfigError(where, f"must be a string, not {json_type(f)}")
             if f not in FLAGS:
                 raise ConfigError(where, f'unknown flag "{f}"')
     for key in ("listenerPath", "listenerMetadata"):
         val = cfg.get(key)
         if val is not None and not isinstance(val, str):
-            raise ConfigError(f"{path}.{key}", f"must be a string, not {_json_type(val)}")
+            raise ConfigError(f"{path}.{key}", f"must be a string, not {json_type(val)}")
     if cfg.get("listenerMetadata") and not cfg.get("listenerPath"):
         raise ConfigError(f"{path}.listenerMetadata", "must not be set without listenerPath")
 
@@ -124,17 +124,17 @@ def validate(cfg: dict | None, path: str = "linux.seccomp") -> None:
     for i, call in enumerate(syscalls or ()):
         where = f"{path}.syscalls[{i}]"
         if not isinstance(call, dict):
-            raise ConfigError(where, f"must be an object, not {_json_type(call)}")
+            raise ConfigError(where, f"must be an object, not {json_type(call)}")
         names = call.get("names")
         if names is None:
             raise ConfigError(f"{where}.names", "is required")
         if not isinstance(names, list):
-            raise ConfigError(f"{where}.names", f"must be an array, not {_json_type(names)}")
+            raise ConfigError(f"{where}.names", f"must be an array, not {json_type(names)}")
         if not names:
             raise ConfigError(f"{where}.names", "must contain at least one entry")
         for j, n in enumerate(names):
             if not isinstance(n, str):
-                raise ConfigError(f"{where}.names[{j}]", f"must be a string, not {_json_type(n)}")
+                raise ConfigError(f"{where}.names[{j}]", f"must be a string, not {json_type(n)}")
             if not n:
                 raise ConfigError(f"{where}.names[{j}]", "must not be empty")
         action = call.get("action")
@@ -152,7 +152,7 @@ def validate(cfg: dict | None, path: str = "linux.seccomp") -> None:
         if args is None:
             continue
         if not isinstance(args, list):
-            raise ConfigError(f"{where}.args", f"must be an array, not {_json_type(args)}")
+            raise ConfigError(f"{where}.args", f"must be an array, not {json_type(args)}")
         for j, arg in enumerate(args):
             _check_arg(arg, f"{where}.args[{j}]")
     if notify and not cfg.get("listenerPath"):
@@ -355,7 +355,7 @@ def pidfd_getfd(pid: int, target_fd: int) -> int:
 
 def _check_action(action: Any, where: str) -> None:
     if not isinstance(action, str):
-        raise ConfigError(where, f"must be a string, not {_json_type(action)}")
+        raise ConfigError(where, f"must be a string, not {json_type(action)}")
     if action not in ACTIONS:
         raise ConfigError(where, f'unknown action "{action}"')
 
@@ -372,7 +372,7 @@ def _check_errno(obj: dict, key: str, action: str, where: str) -> None:
 
 def _check_arg(arg: Any, where: str) -> None:
     if not isinstance(arg, dict):
-        raise ConfigError(where, f"must be an object, not {_json_type(arg)}")
+        raise ConfigError(where, f"must be an object, not {json_type(arg)}")
     for key, top, required in (("index", 5, True), ("value", _U64, True),
                                ("valueTwo", _U64, False)):
         val = arg.get(key)
@@ -386,7 +386,7 @@ def _check_arg(arg: Any, where: str) -> None:
     if op is None:
         raise ConfigError(f"{where}.op", "is required")
     if not isinstance(op, str):
-        raise ConfigError(f"{where}.op", f"must be a string, not {_json_type(op)}")
+        raise ConfigError(f"{where}.op", f"must be a string, not {json_type(op)}")
     if op not in OPS:
         raise ConfigError(f"{where}.op", f'unknown operator "{op}"')
 
@@ -434,19 +434,3 @@ def _errno(e: BaseException) -> int:
 def _why(e: BaseException) -> str:
     err = abs(_errno(e))
     return os.strerror(err) if err else str(e)
-
-
-def _json_type(val: Any) -> str:
-    if val is None:
-        return "null"
-    if isinstance(val, bool):
-        return "boolean"
-    if isinstance(val, (int, float)):
-        return "number"
-    if isinstance(val, str):
-        return "string"
-    if isinstance(val, list):
-        return "array"
-    if isinstance(val, dict):
-        return "object"
-    return type(val).__name__

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 
-from ...errors import ConfigError, RuntimeFailure
+from ...errors import ConfigError, RuntimeFailure, json_type
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNIFIED_HYBRID = "/sys/fs/cgroup/unified"
@@ -297,19 +297,6 @@ def write_field(field: str, dirpath: str, name: str, value: str) -> None:
 
 # --- config value accessors ---------------------------------------------------------------------
 
-def _jtype(v: object) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
 
 def get_int(obj: dict, key: str, field: str, lo: int | None = None,
             hi: int | None = None) -> int | None:
@@ -320,7 +307,7 @@ def get_int(obj: dict, key: str, field: str, lo: int | None = None,
         if isinstance(v, float) and v.is_integer():
             v = int(v)
         else:
-            raise ConfigError(f"{field}.{key}", f"must be an integer, not {_jtype(v)}")
+            raise ConfigError(f"{field}.{key}", f"must be an integer, not {json_type(v)}")
     if lo is not None and v < lo:
         raise ConfigError(f"{field}.{key}", f"must be at least {lo}, not {v}")
     if hi is not None and v > hi:
@@ -333,7 +320,7 @@ def get_bool(obj: dict, key: str, field: str) -> bool | None:
     if v is None:
         return None
     if not isinstance(v, bool):
-        raise ConfigError(f"{field}.{key}", f"must be a boolean, not {_jtype(v)}")
+        raise ConfigError(f"{field}.{key}", f"must be a boolean, not {json_type(v)}")
     return v
 
 
@@ -342,7 +329,7 @@ def get_str(obj: dict, key: str, field: str) -> str | None:
     if v is None:
         return None
     if not isinstance(v, str):
-        raise ConfigError(f"{field}.{key}", f"must be a string, not {_jtype(v)}")
+        raise ConfigError(f"{field}.{key}", f"must be a string, not {json_type(v)}")
     return v
 
 
@@ -351,7 +338,7 @@ def get_obj(obj: dict, key: str, field: str) -> dict | None:
     if v is None:
         return None
     if not isinstance(v, dict):
-        raise ConfigError(f"{field}.{key}", f"must be an object, not {_jtype(v)}")
+        raise ConfigError(f"{field}.{key}", f"must be an object, not {json_type(v)}")
     return v
 
 
@@ -360,7 +347,7 @@ def get_list(obj: dict, key: str, field: str) -> list | None:
     if v is None:
         return None
     if not isinstance(v, list):
-        raise ConfigError(f"{field}.{key}", f"must be an array, not {_jtype(v)}")
+        raise ConfigError(f"{field}.{key}", f"must be an array, not {json_type(v)}")
     return v
 
 
