@@ -442,12 +442,9 @@ class _Creator:
     def _cgroup_early(self) -> bool:
         """Join the cgroup early (in parallel with the rootfs work) unless there is a memory
         limit: then late, right before "ready", so that what the init allocated for its own
-        setup stays charged outside and a container limited to 1 MiB still runs. A cgroup
-        namespace or cgroup mount needs the cgroup before the mounts, limit or not."""
-        from .linux.namespaces import wants_new
+        setup stays charged outside and a container limited to 1 MiB still runs (a cgroup
+        namespace is then made during a brief visit: "cgroupleave")."""
         lx = self.spec.linux
-        if wants_new(lx.namespaces, "cgroup") or any(m.type == "cgroup" for m in self.spec.mounts):
-            return True
         mem = (lx.resources or {}).get("memory") or {}
         return not isinstance(mem, dict) or mem.get("limit") is None
 
@@ -477,6 +474,11 @@ class _Creator:
                     _ok(pipe)
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
+            elif kind == "cgroupmade":  # answered here, so after _make_cgroup
+                _ok(pipe)
+            elif kind == "cgroupleave":  # late join: back out once the cgroup ns is made
+                _move_to_own_cgroups(self.cgroup, self.init_pid)
+                _ok(pipe)
             elif kind == "hooks":
                 _ok(pipe, self._prestart_hooks().decode())
             elif kind == "seccompfd":
@@ -592,6 +594,30 @@ def _ok(pipe, payload: str = "") -> None:
         pipe.send("ok", payload)
     except (BrokenPipeError, ConnectionResetError):
         pass
+
+
+def _move_to_own_cgroups(mgr, pid: int) -> None:
+    """Put the init back into the cgroups it was forked in (ours), in every hierarchy the
+    container uses."""
+    from .linux.cgroups import common
+    own = common.own_cgroups()
+    dirs = []
+    for mnt, root, ctrls in common.v1_mounts() if mgr.paths else ():
+        c = next((c for c in sorted(ctrls) if c in mgr.paths and c in own), None)
+        if c is not None:
+            o = own[c]
+            if root != "/" and (o == root or o.startswith(root + "/")):
+                o = o[len(root):] or "/"
+            dirs.append(common.join(mnt, o))
+    if mgr.unified:
+        base = common.CGROUP_ROOT if mgr.mode == "v2" else common.UNIFIED_HYBRID
+        dirs.append(common.join(base, own.get("", "/")))
+    for d in dirs:
+        try:
+            common.write(d, "cgroup.procs", str(pid))
+        except OSError as e:
+            raise RuntimeFailure(f"cannot move the init back to cgroup {d}: {e.strerror}") \
+                from None
 
 
 def _reap(pid: int) -> None:
