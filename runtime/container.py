@@ -239,7 +239,8 @@ class Container:
                 self._signal_init(_signal.SIGKILL)
         except NotRunning:
             pass
-        self.wait_stopped(timeout=10)
+        if not self.wait_stopped(timeout=10):
+            raise RuntimeFailure(f"container {self.id}: init {self.state.pid} did not exit after SIGKILL")
 
     def wait_stopped(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -383,28 +384,14 @@ class _Creator:
     _listen_fds = 0
 
     def _occupy_preserved_range(self) -> None:
-        """Make sure fds 3..3+N-1 (the ones passed to the container) are open, so that the
-        fds create opens for itself land above them and can never be handed over by mistake.
-        A number the caller did not open is filled with /dev/null."""
-        n = self.opts.preserve_fds + int(os.environ.get("LISTEN_FDS", "0") or 0
-                                         if os.environ.get("LISTEN_PID") == str(os.getpid()) else 0)
-        for fd in range(3, 3 + n):
-            try:
-                os.fstat(fd)
-            except OSError:
-                null = os.open("/dev/null", os.O_RDWR)
-                if null != fd:
-                    os.dup2(null, fd)
-                    os.close(null)
-                self.fds.append(fd)
+        from .process import occupy_passed_fds, socket_activation_fds
+        self.fds += occupy_passed_fds(self.opts.preserve_fds + socket_activation_fds())
 
     def _listen_env(self) -> list[str]:
         """systemd socket activation passes through, as runc does: LISTEN_FDS for pid 1."""
-        n = os.environ.get("LISTEN_FDS")
-        if n and n.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
-            self._listen_fds = int(n)
-            return [f"LISTEN_FDS={n}", "LISTEN_PID=1"]
-        return []
+        from .process import socket_activation_fds
+        self._listen_fds = socket_activation_fds()
+        return [f"LISTEN_FDS={self._listen_fds}", "LISTEN_PID=1"] if self._listen_fds else []
 
     def _console(self) -> tuple[int, object]:
         proc = self.spec.process

@@ -278,21 +278,12 @@ class _Exec:
         self._close_fds()
 
     def _occupy_passed_range(self) -> int:
-        """Fds 3..3+N-1 go to the process (socket activation's LISTEN_FDS first, then
-        --preserve-fds): any the caller did not open are filled with /dev/null so that the
-        fds runp opens for itself land above them and are never passed on by mistake."""
-        n = os.environ.get("LISTEN_FDS", "")
-        if n.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()):
-            self.listen_fds = int(n)
+        """Fds 3..3+N-1 go to the process: socket activation's LISTEN_FDS first, then
+        --preserve-fds (see process.occupy_passed_fds)."""
+        from .process import occupy_passed_fds, socket_activation_fds
+        self.listen_fds = socket_activation_fds()
         total = self.listen_fds + self.o.preserve_fds
-        for fd in range(3, 3 + total):
-            try:
-                os.fstat(fd)
-            except OSError:
-                null = os.open("/dev/null", os.O_RDWR)
-                if null != fd:
-                    os.dup2(null, fd)
-                    os.close(null)
+        occupy_passed_fds(total)
         return total
 
     def _console(self) -> int:

@@ -101,6 +101,29 @@ def lookup(name: str, env: list[str], cwd: str) -> str:
                          "executable file not found in $PATH")
 
 
+def socket_activation_fds() -> int:
+    """systemd socket activation: LISTEN_FDS fds from 3 on, if they were meant for us."""
+    n = os.environ.get("LISTEN_FDS", "")
+    return int(n) if n.isdigit() and os.environ.get("LISTEN_PID") == str(os.getpid()) else 0
+
+
+def occupy_passed_fds(count: int) -> list[int]:
+    """Fds 3..3+count-1 go to the container process: fill any the caller did not open with
+    /dev/null, so that the fds runp opens for itself land above them and can never be passed
+    on by mistake. Returns the placeholders, for the caller to close when done."""
+    filled = []
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            filled.append(fd)
+    return filled
+
+
 def set_oom_score_adj(value: int) -> None:
     with open("/proc/self/oom_score_adj", "w") as f:
         f.write(str(value))

@@ -128,6 +128,15 @@ class Runp:
         return self("list", "-q").stdout.decode().split()
 
 
+def proc_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
 def make_traversable(path: Path) -> None:
     """o+x on every parent, so root of a user namespace (an unprivileged host uid) can reach
     the bundle, as it must for runc too."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_traversable
+from conftest import make_traversable, proc_alive
 
 CAP_SYS_ADMIN = 21
 
@@ -37,12 +37,7 @@ def status_field(text: str, name: str) -> str:
     raise AssertionError(f"{name} not in {text!r}")
 
 
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
+alive = proc_alive
 
 
 def wait_gone(pid: int, timeout: float = 10) -> None:

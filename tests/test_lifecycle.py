@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import new_id
+from conftest import new_id, proc_alive
 
 
 def wait_for(pred, timeout: float = 10.0, what: str = "condition") -> None:
@@ -22,14 +22,6 @@ def wait_for(pred, timeout: float = 10.0, what: str = "condition") -> None:
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def proc_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def with_host_dir(bundle, host: Path, dest: str = "/host") -> None:
