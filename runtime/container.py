@@ -240,7 +240,9 @@ class Container:
         except NotRunning:
             pass
         if not self.wait_stopped(timeout=10):
-            raise RuntimeFailure(f"container {self.id}: init {self.state.pid} did not exit after SIGKILL")
+            # e.g. a dying pid-namespace init waits for an exec'd zombie whose parent outside the
+            # namespace does not reap it; the cgroup and state are removed all the same
+            log.warning(f"container {self.id}: init {self.state.pid} still exiting after SIGKILL")
 
     def wait_stopped(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
