@@ -482,20 +482,9 @@ class _Creator:
 
     def _send_seccomp_fd(self, pipe) -> None:
         """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
-        from .linux import seccomp
-        fds = getattr(pipe, "last_fds", [])
-        sc = self.spec.linux.seccomp or {}
-        try:
-            from .state import hook_state
-            state = hook_state(self.spec, self.c.id, "creating", self.init_pid)
-            seccomp.send_notify_fd(sc["listenerPath"], fds[0], state,
-                                   sc.get("listenerMetadata", ""), pid=self.init_pid)
-        except RuntimeFailure as e:
-            pipe.send("error", str(e))
-            raise
-        finally:
-            for fd in fds:
-                os.close(fd)
+        from .state import hook_state
+        state = hook_state(self.spec, self.c.id, "creating", self.init_pid)
+        forward_notify_fd(pipe, self.spec, list(getattr(pipe, "last_fds", [])), state, self.init_pid)
 
     def _prestart_hooks(self) -> bytes:
         from .state import hook_state
@@ -559,8 +548,8 @@ class _Creator:
             _wait_gone(self.init_pid)
         if self.spec.hooks.get("poststop"):  # lifecycle: a failed create goes on at delete
             from . import hooks
-            hooks.run(self.spec, "poststop", hooks.state_json(self.spec, self.c.id, "stopped",
-                                                              self.init_pid),
+            from .state import hook_state
+            hooks.run(self.spec, "poststop", hook_state(self.spec, self.c.id, "stopped", self.init_pid),
                       warn_only=True, log=log)
         if self.host_ns_root is not None:
             from .linux.mounts import detach_rootfs, top_mount_id
@@ -607,6 +596,24 @@ def _move_to_own_cgroups(mgr, pid: int) -> None:
         except OSError as e:
             raise RuntimeFailure(f"cannot move the init back to cgroup {d}: {e.strerror}") \
                 from None
+
+
+def forward_notify_fd(pipe, spec: spec_mod.Spec, fds: list[int], state: bytes, pid: int) -> None:
+    """Hand a seccomp listener fd received over the init pipe to the agent at listenerPath
+    (create and exec); a failure is also sent back to the child. Our copies are closed."""
+    from .linux import seccomp
+    sc = spec.linux.seccomp or {}
+    try:
+        if not fds:
+            raise RuntimeFailure("seccomp: no listener fd received")
+        seccomp.send_notify_fd(sc["listenerPath"], fds[0], state, sc.get("listenerMetadata", ""),
+                               pid=pid)
+    except RuntimeFailure as e:
+        pipe.send("error", str(e))
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _reap(pid: int) -> None:

@@ -19,7 +19,7 @@ import os
 import _signal  # the signal and socket modules cost milliseconds (enum, selectors)
 import _socket
 
-from .container import Container
+from .container import Container, forward_notify_fd
 from .errors import ConfigError, RuntimeFailure
 from .linux import fdpass
 from .log import log
@@ -360,21 +360,9 @@ class _Exec:
 
     def _send_seccomp_fd(self, pipe, fds: list[int]) -> None:
         """The process installed a filter with a notify listener: pass the fd to the agent."""
-        from .hooks import state_json
-        from .linux import seccomp
-        sc = self.spec.linux.seccomp or {}
-        try:
-            if not fds:
-                raise RuntimeFailure("seccomp: no listener fd received")
-            state = state_json(self.spec, self.c.id, self.c.status(), self.c.state.pid)
-            seccomp.send_notify_fd(sc["listenerPath"], fds[0], state,
-                                   sc.get("listenerMetadata", ""), pid=self.pid)
-        except RuntimeFailure as e:
-            pipe.send("error", str(e))
-            raise
-        finally:
-            for fd in fds:
-                os.close(fd)
+        from .state import hook_state
+        state = hook_state(self.spec, self.c.id, self.c.status(), self.c.state.pid)
+        forward_notify_fd(pipe, self.spec, fds, state, self.pid)
         pipe.send("ok")
 
     def _close_fds(self) -> None:

@@ -15,11 +15,6 @@ from .errors import RuntimeFailure
 from .spec import Hook, Spec
 
 
-def state_json(spec: Spec, container_id: str, status: str, pid: int, created: str = "") -> bytes:
-    from .state import hook_state
-    return hook_state(spec, container_id, status, pid)
-
-
 def run_hook(kind: str, index: int, hook: Hook, state: bytes) -> None:
     """Run one hook; RuntimeFailure if it cannot start, fails or outlives its timeout.
 

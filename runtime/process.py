@@ -280,16 +280,8 @@ def _apply_lsm(proc: Process) -> None:
 
 
 def _write_attr(name: str, value: str) -> None:
-    from .linux.mounts import PROC_SUPER_MAGIC, _fstatfs_type
-    fd = os.open(f"/proc/thread-self/attr/{name}", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    try:
-        if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
-            raise RuntimeFailure(f"/proc/thread-self/attr/{name} is not on procfs")
-        os.write(fd, value.encode())
-    except OSError as e:
-        raise RuntimeFailure(f"set LSM label ({name}): {e.strerror or e}") from None
-    finally:
-        os.close(fd)
+    from .linux.mounts import write_proc_file
+    write_proc_file(f"/proc/thread-self/attr/{name}", value, f"set LSM label ({name})")
 
 
 def _debug(msg: str) -> None:

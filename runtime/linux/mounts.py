@@ -593,19 +593,24 @@ def _host_netns(spec: Spec) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def write_proc_file(path: str, value: str, what: str) -> None:
+    """Write `value` to a /proc file, refusing when the opened file is not on procfs (a mount
+    over it could otherwise redirect the write). Errors name `what`."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError as e:
+        raise RuntimeFailure(f"{what}: {e.strerror or e}") from None
+    try:
+        if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
+            raise RuntimeFailure(f"{what}: {path} is not on procfs")
+        os.write(fd, value.encode())
+    except OSError as e:
+        raise RuntimeFailure(f"{what}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+
+
 def write_sysctls(sysctl: dict[str, str]) -> None:
-    """linux.sysctl, written under the container's /proc/sys, verified to be procfs."""
+    """linux.sysctl, written under the container's /proc/sys."""
     for key, value in sysctl.items():
-        rel = key.replace(".", "/")
-        try:
-            fd = os.open(f"/proc/sys/{rel}", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except OSError as e:
-            raise RuntimeFailure(f"config.json: linux.sysctl.{key}: {e.strerror or e}") from None
-        try:
-            if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
-                raise RuntimeFailure(f"config.json: linux.sysctl.{key}: /proc/sys is not procfs")
-            os.write(fd, value.encode())
-        except OSError as e:
-            raise RuntimeFailure(f"config.json: linux.sysctl.{key}: {e.strerror or e}") from None
-        finally:
-            os.close(fd)
+        write_proc_file(f"/proc/sys/{key.replace('.', '/')}", value, f"config.json: linux.sysctl.{key}")
