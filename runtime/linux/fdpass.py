@@ -26,7 +26,10 @@ def send_fds(sock, data: bytes, fds: list[int]) -> None:
 
 
 def recv_fds(sock, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
-    data, anc, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_SPACE(maxfds * 4))
+    """One message and the fds that came with it, close-on-exec as every fd we open (an fd
+    received without it would outlive the container's exec: CVE-2024-21626)."""
+    data, anc, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_SPACE(maxfds * 4),
+                                            _socket.MSG_CMSG_CLOEXEC)
     fds: list[int] = []
     for level, kind, payload in anc:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
