@@ -216,16 +216,9 @@ def cgroup_targets(mgr, subs: dict[str, str]) -> list[str]:
 def _preload(spec: Spec, proc: Process) -> None:
     """Everything the process needs after it entered the container's mount namespace, where
     the host's Python is out of reach, is imported now."""
-    import resource  # noqa: F401
-    from . import process  # noqa: F401
+    from . import process
     from .init import describe  # noqa: F401
-    from .linux import capabilities  # noqa: F401
-    if proc.terminal:
-        import termios  # noqa: F401
-        from . import console  # noqa: F401
-    if spec.linux.seccomp is not None:
-        from .linux import seccomp as _sc  # noqa: F401
-        import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
+    process.preload(spec, proc.terminal)
 
 
 # --- the work ------------------------------------------------------------------------------------

@@ -101,6 +101,22 @@ def lookup(name: str, env: list[str], cwd: str) -> str:
                          "executable file not found in $PATH")
 
 
+def preload(spec: Spec, terminal: bool) -> None:
+    """Import now what exec_process() needs: it runs inside the container's mount namespace,
+    where the host's Python (stdlib, site-packages, .so files) is out of reach."""
+    import resource  # noqa: F401  (rlimits)
+    from .linux import capabilities  # noqa: F401
+    if terminal:
+        import termios  # noqa: F401
+        from . import console  # noqa: F401
+    if spec.linux.seccomp is not None:  # prepare() compiles the filter in the container
+        import ctypes  # noqa: F401  (seccomp(2) itself goes through ctypes)
+        import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
+        from .linux import seccomp as _sc  # noqa: F401
+        from .linux import sys as lsys
+        lsys.libc  # noqa: B018  (its ctypes.CDLL of libc, loaded now)
+
+
 def socket_activation_fds() -> int:
     """systemd socket activation: LISTEN_FDS fds from 3 on, if they were meant for us."""
     n = os.environ.get("LISTEN_FDS", "")

@@ -5,13 +5,14 @@ we are still root (PR_CAPBSET_DROP needs CAP_SETPCAP), PR_SET_KEEPCAPS carries t
 across setuid(), and only then are effective/permitted/inheritable set with capset(2) and the
 ambient set raised (ambient needs the cap in both permitted and inheritable).
 
-Only ctypes (via runtime.linux.sys) is used: python-prctl would cost an extra import for four
-prctl calls.
+The calls go through runtime.linux.sys (on _ctypes): python-prctl would cost an extra import
+for four prctl calls.
 """
 from __future__ import annotations
 
-import ctypes
 import os
+import struct
+
 from ..records import record
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings anyway
@@ -193,28 +194,16 @@ def apply(caps: CapSets | None, switch_user: Callable[[], None],
             warn(msg)
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
-
-
 def capset(effective: frozenset[int], permitted: frozenset[int],
            inheritable: frozenset[int]) -> None:
     """capset(2) on this thread with the 64-bit (version 3, two-word) interface."""
-    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_CapData * 2)()
-    for word in (0, 1):
-        shift = 32 * word
-        data[word].effective = (mask(effective) >> shift) & 0xFFFFFFFF
-        data[word].permitted = (mask(permitted) >> shift) & 0xFFFFFFFF
-        data[word].inheritable = (mask(inheritable) >> shift) & 0xFFFFFFFF
-    ret = _sys.libc.syscall(ctypes.c_long(_sys.SYS_capset), ctypes.byref(hdr), data)
+    hdr = struct.pack("Ii", _LINUX_CAPABILITY_VERSION_3, 0)  # struct __user_cap_header_struct
+    e, p, i = mask(effective), mask(permitted), mask(inheritable)
+    data = b"".join(struct.pack("III", e >> s & 0xFFFFFFFF, p >> s & 0xFFFFFFFF, i >> s & 0xFFFFFFFF)
+                    for s in (0, 32))  # struct __user_cap_data_struct[2]
+    ret = _sys.syscall(_sys.SYS_capset, hdr, data)
     if ret == -1:
-        err = ctypes.get_errno()
+        err = _sys.get_errno()
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 

@@ -6,10 +6,10 @@ never redirect a mount onto the host.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import stat
+import struct
 
 from ..errors import RuntimeFailure
 from ..spec import Mount, Spec
@@ -107,16 +107,10 @@ class MountOptions:
         return bool(self.flags & lsys.MS_BIND)
 
 
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
-
-
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
-    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    attr = struct.pack("QQQQ", attr_set, attr_clr, 0, 0)  # struct mount_attr
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    ret = lsys.libc.syscall(ctypes.c_long(lsys.SYS_mount_setattr), ctypes.c_int(fd), b"",
-                            ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    ret = lsys.syscall(lsys.SYS_mount_setattr, fd, b"", flags, attr, len(attr))
     lsys._check(ret, "mount_setattr")
 
 
@@ -543,14 +537,13 @@ def _locked_flags(path: str) -> int:
     return out
 
 
-class _Statfs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+_fstatfs = lsys.function("fstatfs")
 
 
 def _fstatfs_type(fd: int) -> int:
-    buf = _Statfs()
-    lsys._check(lsys.libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
-    return buf.f_type
+    buf = lsys.buffer(120)  # struct statfs; f_type (a long) comes first
+    lsys._check(_fstatfs(fd, buf), "fstatfs")
+    return struct.unpack_from("l", buf.raw)[0]
 
 
 IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",

@@ -1,7 +1,6 @@
 """Creating and joining namespaces (linux.namespaces), id maps and time offsets."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 
@@ -90,10 +89,10 @@ SYS_keyctl = 250
 
 def new_session_keyring(name: str) -> None:
     """A fresh session keyring, so the container cannot see the caller's keys."""
-    ret = lsys.libc.syscall(ctypes.c_long(SYS_keyctl), ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING),
-                            f"_ses.{os.path.basename(name)}".encode()[:255])
-    if ret == -1 and ctypes.get_errno() not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
-        raise OSError(ctypes.get_errno(), "join session keyring")
+    ret = lsys.syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING,
+                       f"_ses.{os.path.basename(name)}".encode()[:255])
+    if ret == -1 and lsys.get_errno() not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
+        raise OSError(lsys.get_errno(), "join session keyring")
 
 
 SIOCGIFFLAGS = 0x8913

@@ -1,14 +1,25 @@
-"""Thin ctypes wrappers for the Linux syscalls Python 3.11 lacks.
+"""Thin wrappers for the Linux syscalls Python 3.11 lacks.
 
-Everything here raises OSError with errno set, like the os module does. libc is loaded by
-name (never ctypes.util.find_library, which spawns processes).
+Everything here raises OSError with errno set, like the os module does. The calls go through
+runtime.linux.libc (on _ctypes: this is the path of every create); `libc`, a ctypes.CDLL of
+the same library, is loaded on first use by the modules that need ctypes' structures. libc is
+loaded by name (never ctypes.util.find_library, which spawns processes).
 """
 from __future__ import annotations
 
-import ctypes
 import os
+import struct
 
-libc = ctypes.CDLL("libc.so.6", use_errno=True)
+from .libc import Long, buffer, function, get_errno, syscall  # noqa: F401 (re-exported)
+
+
+def __getattr__(name: str):
+    if name == "libc":
+        import ctypes
+        globals()["libc"] = lib = ctypes.CDLL("libc.so.6", use_errno=True)
+        return lib
+    raise AttributeError(name)
+
 
 # clone / unshare flags
 CLONE_NEWTIME = 0x00000080
@@ -77,55 +88,64 @@ SYS_mount_setattr = 442
 
 def _check(ret: int, what: str = "", path: str | None = None) -> int:
     if ret == -1:
-        err = ctypes.get_errno()
+        err = get_errno()
         if path is not None:
             raise OSError(err, f"{what}: {os.strerror(err)}", path)
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
 
 
+_unshare = function("unshare")
+_setns = function("setns")
+_mount = function("mount")
+_umount2 = function("umount2")
+_sethostname = function("sethostname")
+_setdomainname = function("setdomainname")
+_prctl = function("prctl")
+
+
 def unshare(flags: int) -> None:
-    _check(libc.unshare(ctypes.c_int(flags)), "unshare")
+    _check(_unshare(flags), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    _check(_setns(fd, nstype), "setns")
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
           data: str | None = None) -> None:
-    ret = libc.mount(
+    ret = _mount(
         source.encode() if source is not None else None,
         target.encode(),
         fstype.encode() if fstype is not None else None,
-        ctypes.c_ulong(flags),
+        Long(flags),
         data.encode() if data else None,
     )
     _check(ret, "mount", target)
 
 
 def umount2(target: str, flags: int = 0) -> None:
-    _check(libc.umount2(target.encode(), ctypes.c_int(flags)), "umount", target)
+    _check(_umount2(target.encode(), flags), "umount", target)
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    ret = libc.syscall(ctypes.c_long(SYS_pivot_root), new_root.encode(), put_old.encode())
-    _check(ret, "pivot_root", new_root)
+    _check(syscall(SYS_pivot_root, new_root.encode(), put_old.encode()), "pivot_root", new_root)
 
 
 def sethostname(name: str) -> None:
     b = name.encode()
-    _check(libc.sethostname(b, ctypes.c_size_t(len(b))), "sethostname")
+    _check(_sethostname(b, Long(len(b))), "sethostname")
 
 
 def setdomainname(name: str) -> None:
     b = name.encode()
-    _check(libc.setdomainname(b, ctypes.c_size_t(len(b))), "setdomainname")
+    _check(_setdomainname(b, Long(len(b))), "setdomainname")
 
 
-def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return _check(libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                             ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), "prctl")
+def prctl(option: int, arg2: int | bytes = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    """prctl(2); arg2 may be bytes (a pointer: PR_SET_NAME)."""
+    a2 = arg2 if isinstance(arg2, bytes) else Long(arg2)
+    return _check(_prctl(option, a2, Long(arg3), Long(arg4), Long(arg5)), "prctl")
 
 
 def set_dumpable(on: bool) -> None:
@@ -144,17 +164,12 @@ def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
     """openat2(2): open `path` relative to `dirfd` under the `resolve` restrictions."""
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
     while True:
-        ret = libc.syscall(ctypes.c_long(SYS_openat2), ctypes.c_int(dirfd), path.encode(),
-                           ctypes.byref(how), ctypes.c_size_t(ctypes.sizeof(how)))
-        if ret == -1 and ctypes.get_errno() == 11:  # EAGAIN: a rename raced the lookup, retry
+        ret = syscall(SYS_openat2, dirfd, path.encode(), how, len(how))
+        if ret == -1 and get_errno() == 11:  # EAGAIN: a rename raced the lookup, retry
             continue
         return _check(ret, "openat2", path)
 
@@ -170,7 +185,5 @@ def close_range_from(first: int, keep: set[int] | frozenset[int] = frozenset()) 
 
 
 def _close_range(lo: int, hi: int) -> None:
-    ret = libc.syscall(ctypes.c_long(SYS_close_range), ctypes.c_uint(lo), ctypes.c_uint(hi),
-                       ctypes.c_uint(0))
-    if ret == -1:
+    if syscall(SYS_close_range, lo, hi, 0) == -1:
         os.closerange(lo, min(hi + 1, 65536))
