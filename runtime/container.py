@@ -103,10 +103,6 @@ class Container:
         bundle = os.path.abspath(bundle)
         spec = self._spec = spec_mod.load(bundle)
         log.phase("parse")
-        _validate_for_create(spec, opts, foreground)
-        from .process import note_ignored_labels
-        note_ignored_labels(spec.process, spec.linux.mount_label)
-        self.dir.make()
         creator = _Creator(self, spec, opts, foreground)
         try:
             creator.run()
@@ -334,11 +330,43 @@ class _Creator:
         self.fds: list[int] = []
         self.socks: list = []  # our ends of the init pipe and console socketpair
         self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
+        self.dir_made = False  # the state dir is ours to remove (not another container's)
 
     def run(self) -> None:
-        from .init import InitOptions, InitPipe, child_main
+        """Fork the container's first process at once: it imports what it needs and enters
+        its namespaces while we check the config and make the state dir and the cgroup; it
+        waits for our "go" (with the exec fifo) before it touches anything outside itself."""
+        from .init import InitOptions, InitPipe, child_main, fork_init, forks_directly
+        from .linux import fdpass
         spec, opts, d = self.spec, self.opts, self.c.dir
         self._occupy_preserved_range()
+        parent, child = fdpass.socketpair()
+        self.socks += [parent, child]
+        env = self._listen_env()
+        iopts = InitOptions(no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds + self._listen_fds,
+                            no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
+                            extra_env=env)
+        # The init is re-parented to us when stage 1 exits: `run` waits for it, and a failed
+        # create can reap it (an unreaped zombie keeps its cgroup busy).
+        from .linux import sys as lsys
+        lsys.set_child_subreaper()
+        direct = forks_directly(spec)
+        pid = fork_init(spec) if direct else os.fork()
+        if pid == 0:
+            parent.close()
+            child_main(spec, InitPipe(child), iopts, direct)
+        if direct:
+            self.init_pid = pid
+        else:
+            self.stage1 = pid
+        child.close()
+        self.socks.remove(child)
+        log.phase("fork")
+        _validate_for_create(spec, opts, self.foreground)
+        from .process import note_ignored_labels
+        note_ignored_labels(spec.process, spec.linux.mount_label)
+        d.make()
+        self.dir_made = True
         d.lock()
         write_atomic(d.file(CONFIG_FILE), _dump(spec.raw), 0o600)
         fifo = d.file(FIFO_FILE)
@@ -350,38 +378,33 @@ class _Creator:
             from .linux.mounts import top_mount_id
             self.host_ns_root = top_mount_id(spec.root_path) or 0
         console_fd, console_parent = self._console()
-        from .linux import fdpass
-        parent, child = fdpass.socketpair()
-        self.socks += [parent, child]
-        env = self._listen_env()
-        iopts = InitOptions(no_pivot=opts.no_pivot, fifo_fd=fifo_fd, console_fd=console_fd,
-                            preserve_fds=opts.preserve_fds + self._listen_fds, no_new_keyring=opts.no_new_keyring,
-                            cgroup_early=self._cgroup_early(), cgroup_mounter=self._cgroup_mounter(),
-                            extra_env=env)
-        # The init is re-parented to us when stage 1 exits: `run` waits for it, and a failed
-        # create can reap it (an unreaped zombie keeps its cgroup busy).
-        from .linux import sys as lsys
-        lsys.set_child_subreaper()
-        pid = os.fork()
-        if pid == 0:
-            parent.close()
-            if console_parent is not None:
-                console_parent.close()
-            child_main(spec, InitPipe(child), iopts)
-        self.stage1 = pid
-        child.close()
+        pipe = InitPipe(parent)
+        self._go(pipe, fifo_fd, console_fd)
         if console_fd >= 0:
             os.close(console_fd)
             self.fds.remove(console_fd)
-        # The cgroup is made while stage 1 sets up namespaces (2 cores: in parallel); the init
+        log.phase("prepare")
+        # The cgroup is made while the init builds its rootfs (2 cores: in parallel); the init
         # asks to join it ("cgroup") only after this, since the parent answers in _handshake.
         self._make_cgroup()
         log.phase("cgroups")
-        self._handshake(InitPipe(parent))
+        self._handshake(pipe)
         log.phase("handshake")
         if console_parent is not None:
             self.c.console_master, _ = __import__("runtime.console", fromlist=["x"]).recv_master(console_parent)
         self._finish()
+
+    def _go(self, pipe, fifo_fd: int, console_fd: int) -> None:
+        """Release the init: the config checked out and the state dir exists. With it go the
+        exec fifo, the console and where the container's cgroup is (for its cgroup mounts)."""
+        from . import jsonlite
+        from .linux import fdpass
+        cg = self.cgroup.to_dict() if self.cgroup is not None else None
+        fds = [fifo_fd] + ([console_fd] if console_fd >= 0 else [])
+        try:
+            fdpass.send_fds(pipe.sock, b"go " + jsonlite.dumps({"cgroup": cg}, compact=True).encode(), fds)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # it died: its "error" is queued for the handshake
 
     _listen_fds = 0
 
@@ -437,10 +460,6 @@ class _Creator:
         mem = (lx.resources or {}).get("memory") or {}
         return not isinstance(mem, dict) or mem.get("limit") is None
 
-    def _cgroup_mounter(self):
-        from .linux.cgroup_mount import make_mounter
-        return make_mounter(self.cgroup, self.spec)
-
     def _handshake(self, pipe) -> None:
         from .linux import namespaces
         lx = self.spec.linux
@@ -456,10 +475,12 @@ class _Creator:
                 self.stage1 = 0
                 if cgroup_wanted:
                     self.cgroup.add_pid(self.init_pid)
+                    log.phase("cgroup join")
                     _ok(pipe)
             elif kind == "cgroup":
                 if self.init_pid:
                     self.cgroup.add_pid(self.init_pid)
+                    log.phase("cgroup join")
                     _ok(pipe)
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
@@ -514,6 +535,7 @@ class _Creator:
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
         d.save(st)
+        log.phase("state saved")
         if self.opts.pid_file:
             write_atomic(os.path.abspath(self.opts.pid_file), str(self.init_pid).encode())
         self.c._state = st
@@ -546,6 +568,8 @@ class _Creator:
             _reap(self.stage1)
         if self.init_pid:
             _wait_gone(self.init_pid)
+        if not self.dir_made:  # failed before anything was made (or the id is taken)
+            return
         if self.spec.hooks.get("poststop"):  # lifecycle: a failed create goes on at delete
             from . import hooks
             from .state import hook_state

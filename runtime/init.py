@@ -2,7 +2,9 @@
 
 runp create forks stage 1, which joins or creates the namespaces (asking the parent to write the
 user namespace id maps), then forks stage 2, the container init, which is pid 1 of a new pid
-namespace when there is one. Stage 1 reports the init's pid and exits. The init builds the
+namespace when there is one. Stage 1 reports the init's pid and exits. Without a user or time
+namespace, or a pid namespace to join, there is no stage 1: the parent forks the init directly
+into a new pid namespace, and the init enters the other namespaces itself. The init builds the
 rootfs, pivots into it, reports "ready" and waits on the exec fifo until `runp start`; then it
 drops privileges, loads seccomp and execs the container process.
 
@@ -19,6 +21,7 @@ import sys
 import _signal
 
 from .errors import RuntimeFailure
+from .log import log
 from .spec import Spec
 from .linux import fdpass, namespaces
 from .linux import sys as lsys
@@ -81,18 +84,51 @@ class InitOptions:
         self.extra_env = extra_env or []
 
 
-def child_main(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
-    """Stage 1, right after fork in the parent's process. Never returns."""
+def forks_directly(spec: Spec) -> bool:
+    """Whether the parent can fork the init itself, with no stage 1 in between (as crun
+    clones straight into the namespaces): saves a fork of a whole Python process. Not with a
+    user namespace (it must own the others, so it comes first and needs the parent's id maps),
+    a time namespace (offsets are written before any process is in it) or a pid namespace to
+    join (setns applies to children only): those go through stage 1."""
+    for ns in spec.linux.namespaces:
+        if ns.type in ("user", "time") or ns.type == "pid" and ns.path:
+            return False
+    return True
+
+
+def fork_init(spec: Spec) -> int:
+    """fork() for forks_directly(): with a new pid namespace the child is its pid 1 (unshare
+    CLONE_NEWPID applies to our next child only); we go back to our own pid namespace for the
+    children we fork later (hooks)."""
+    if not namespaces.wants_new(spec.linux.namespaces, "pid"):
+        return os.fork()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    pid = -1
+    try:
+        lsys.unshare(lsys.CLONE_NEWPID)
+        pid = os.fork()
+    finally:
+        if pid != 0:
+            lsys.setns(own, lsys.CLONE_NEWPID)
+            os.close(own)
+    return pid
+
+
+def child_main(spec: Spec, pipe: InitPipe, opts: InitOptions, direct: bool = False) -> None:
+    """Stage 1 (or, direct, the init itself), right after fork in the parent's process.
+    Never returns."""
     code = 1
     try:
         lsys.set_dumpable(False)
         _reset_signals()
         # Only stdio, the preserved fds and our own fds may stay open (CVE-2024-21626).
-        from .log import log
         keep = {pipe.sock.fileno(), opts.fifo_fd, opts.console_fd, log.fileno()}
         keep |= set(range(3, 3 + opts.preserve_fds))
         lsys.close_range_from(3, {k for k in keep if k >= 0})
-        stage1(spec, pipe, opts)
+        _preload(spec)
+        log.phase("init imports")
+        _wait_for_go(spec, pipe, opts)
+        stage1(spec, pipe, opts, direct)
         code = 0
     except BaseException as e:  # noqa: BLE001 - everything becomes one line for the parent
         _report(pipe, e)
@@ -116,13 +152,30 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"
 
 
+def _wait_for_go(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
+    """Until the parent has checked the config and made the state dir, nothing outside this
+    process may change: it sends "go" with the exec fifo (and console) and the cgroup paths."""
+    kind, payload = pipe.recv()
+    fds = pipe.last_fds
+    if kind != "go":
+        os._exit(1)  # the parent gave up (it reports why)
+    opts.fifo_fd = fds[0]
+    opts.console_fd = fds[1] if len(fds) > 1 else -1
+    from . import jsonlite
+    cgroup = jsonlite.loads(payload)["cgroup"]
+    if cgroup is not None:
+        from .linux.cgroup_mount import CgroupPaths, make_mounter
+        opts.cgroup_mounter = make_mounter(CgroupPaths(cgroup), spec)
+
+
 def _reset_signals() -> None:
     for sig in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGPIPE,
                 _signal.SIGCHLD, _signal.SIGWINCH, _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _signal.SIG_DFL)
 
 
-def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
+def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions, direct: bool = False) -> None:
+    """Enter the namespaces; then fork the init, or (direct) become it."""
     lx = spec.linux
     namespaces.join_existing(lx.namespaces)
     in_userns = namespaces.wants_new(lx.namespaces, "user")
@@ -133,11 +186,15 @@ def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
         os.setresuid(0, 0, 0)
     elif lx.namespace("user"):
         in_userns = True  # joined one
-    flags = namespaces.unshare_flags(lx.namespaces, exclude=("user", "cgroup"))
+    flags = namespaces.unshare_flags(lx.namespaces, exclude=("user", "cgroup", "pid") if direct
+                                     else ("user", "cgroup"))
     if flags:
         lsys.unshare(flags)
     if lx.time_offsets:
         namespaces.write_time_offsets(lx.time_offsets)
+    log.phase("namespaces")
+    if direct:
+        init_main(spec, pipe, opts, in_userns)
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -205,25 +262,17 @@ def _make_cwd(rootfd: int, cwd: str) -> None:
 
 
 def _preload(spec: Spec) -> None:
-    """Import now everything needed after pivot_root: the host's site-packages (and the
-    interpreter's stdlib) are out of reach from inside the container's root."""
-    import resource  # noqa: F401  (rlimits)
-    from . import process  # noqa: F401
-    from .linux import capabilities  # noqa: F401
-    if spec.process is not None and spec.process.terminal:
-        from . import console  # noqa: F401
-        import termios  # noqa: F401
+    """Import now everything needed later: after pivot_root the host's site-packages (and the
+    interpreter's stdlib) are out of reach; and now, right after fork, the parent is busy
+    with the state dir and the cgroup on the other core."""
+    from .linux import mounts, paths, cgroup_mount  # noqa: F401
+    from . import process
+    process.preload(spec, spec.process is not None and spec.process.terminal)
     if spec.hooks.get("startContainer") or spec.hooks.get("createContainer"):
         from . import hooks  # noqa: F401
     if _wants_sched(spec):
         from .linux import sched  # noqa: F401
-    if spec.linux.seccomp is not None:  # process.prepare() compiles the filter after pivot_root
-        from .linux import seccomp as _sc  # noqa: F401
-        import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
-
-
-_NAME = __import__("ctypes").create_string_buffer(b"runp:[2:INIT]")
-_NAME_ADDR = __import__("ctypes").addressof(_NAME)
+        lsys.libc  # noqa: B018  (sched calls go through a ctypes.CDLL of libc: load it now)
 
 
 def _wants_sched(spec: Spec) -> bool:
@@ -249,9 +298,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
 
     lx = spec.linux
     proc = spec.process
-    lsys.prctl(lsys.PR_SET_NAME, _NAME_ADDR)  # "runp:[2:INIT]" in ps, as runc's init
+    lsys.prctl(lsys.PR_SET_NAME, b"runp:[2:INIT]")  # "runp:[2:INIT]" in ps, as runc's init
     os.setsid()
-    _preload(spec)
     if not opts.no_new_keyring:
         namespaces.new_session_keyring(spec.bundle)
     if opts.cgroup_early:
@@ -270,7 +318,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter, host_ns=not mount_ns)
     rootfs.prepare()
     rootfs.mount_all()
+    log.phase("mounts")
     in_cgroup()
+    log.phase("cgroup wait")
     rootfs.create_devices()
     if not opts.cgroup_early and any(spec.hooks.get(k) for k in
                                      ("prestart", "createRuntime", "createContainer")):
@@ -318,6 +368,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         _install_notify_filter(prepared, pipe)
     if not opts.cgroup_early:
         pipe.call("cgroup")  # join late: what this process allocated so far stays outside
+    log.phase("ready")
     pipe.send("ready")
     pipe.sock.close()
     # wait for `runp start`: it writes one byte into the fifo we hold open read-write

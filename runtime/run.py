@@ -44,15 +44,18 @@ def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detac
             proxy = Proxy(c.console_master)
             _signal.signal(_signal.SIGWINCH, lambda *_: proxy.resize())
         _start_or_destroy(c)
+        log.phase("started")
         if proxy is not None:
             with proxy:
                 proxy.pump(lambda: _reaped(pid) is not None)
         code = _wait(pid)
+        log.phase("exited")
     finally:
         if c.console_master is not None:
             os.close(c.console_master)
         if not keep:
             _delete(c)
+            log.phase("deleted")
     return code
 
 

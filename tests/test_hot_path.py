@@ -31,16 +31,18 @@ COMMON = {
     "encodings.utf_8_sig",  # the codec for JSON that may start with a BOM: 0.1 ms
 }
 # create and run fork the init and talk to it: the init pipe (_socket + struct for fd passing,
-# not the socket module, whose enums cost milliseconds), syscalls (ctypes), rlimits (resource).
-SETUP = {"_socket", "ctypes", "_ctypes", "ctypes._endian", "types", "struct", "_struct", "resource",
-         "math"}  # types: ctypes needs it; math: the v2 cpu.weight conversion (both C, cheap)
+# not the socket module, whose enums cost milliseconds), syscalls (_ctypes through
+# runtime.linux.libc: the ctypes package costs 2 ms more), rlimits (resource).
+SETUP = {"_socket", "_ctypes", "struct", "_struct", "resource",
+         "math"}  # math: the v2 cpu.weight conversion (C, cheap)
 ALLOWED = {cmd: COMMON | (SETUP if cmd in ("create", "run") else set()) for cmd in HOT}
 
 # Never on the hot path, whatever the lists above say (hooks may run subprocesses, but the
-# bundles here have no hooks). socket, signal and enum went in issue 8 (5 ms).
+# bundles here have no hooks). socket, signal and enum went in issue 8 (5 ms), ctypes later
+# (2 ms; seccomp and sched still use it, lazily).
 FORBIDDEN = {"jsonschema", "pyroute2", "argparse", "runtime.check", "pkg_resources", "prctl",
              "subprocess", "dataclasses", "typing", "json", "re", "inspect",
-             "socket", "signal", "enum", "selectors", "array"}
+             "socket", "signal", "enum", "selectors", "array", "ctypes"}
 
 
 def _is_runtime(name: str) -> bool:
@@ -149,3 +151,90 @@ def test_bench_quick_run(tmp_path):
     assert all(v > 0 for v in med.values())
     assert "runp/runc" in data["results"]["run.per_container"]["ratio"]
     assert (out / "bench.md").read_text().startswith("# hack/bench")
+
+
+# --- what the hot path is built from ----------------------------------------------------------
+
+def test_debug_logs_each_setup_phase(runp, bundle, cid, tmp_path):
+    """--debug: how long each setup phase took, parent and container init alike (issue 8)."""
+    log = tmp_path / "log.json"
+    bundle.set_args("true")
+    runp("--debug", "--log", str(log), "--log-format", "json", "run", "--bundle", str(bundle.path), cid)
+    phases = {}
+    for line in log.read_text().splitlines():
+        msg = json.loads(line)["msg"]
+        if msg.startswith("phase "):
+            name, _, took = msg[len("phase "):].rpartition(": ")
+            assert took.endswith(" ms") and float(took[:-3]) >= 0, msg
+            phases[name] = float(took[:-3])
+    for name in ("parse", "fork", "prepare", "namespaces", "mounts", "cgroups", "cgroup join",
+                 "handshake", "state saved"):
+        assert name in phases, f"no phase {name!r} in {sorted(phases)}"
+
+
+@pytest.mark.parametrize("text, want", [
+    # hybrid: the cgroup2 file first (no controllers: the cheapest move), then v1 ones
+    ("12:pids:/user.slice\n4:cpu,cpuacct:/a\n1:name=systemd:/x\n0::/user.slice/s\n",
+     ["/sys/fs/cgroup/unified/user.slice/s/cgroup.procs", "/sys/fs/cgroup/user.slice/s/cgroup.procs",
+      "/sys/fs/cgroup/pids/user.slice/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/a/cgroup.procs"]),
+    ("0::/\n", ["/sys/fs/cgroup/unified/cgroup.procs", "/sys/fs/cgroup/cgroup.procs"]),  # pure v2, root
+    ("", []),
+])
+def test_cgroup_prime_candidates(text, want):
+    from runtime.linux import cgroup_prime
+    assert cgroup_prime.candidates(text) == want
+
+
+def test_cgroup_prime_moves_nothing_and_leaks_no_low_fd():
+    """The head-start move puts runp where it already is, from a thread holding an fd >= 1000
+    (a low one could be mistaken for a caller's fd: --preserve-fds, CVE-2024-21626)."""
+    from runtime.linux import cgroup_prime
+    code = (
+        "import json, os, sys, time\n"
+        f"sys.path.insert(0, {str(TOP)!r})\n"
+        "from runtime.linux import cgroup_prime\n"
+        "before = open('/proc/self/cgroup').read()\n"
+        "fds = lambda: set(map(int, os.listdir('/proc/self/fd')))\n"
+        "low = fds()\n"
+        "cgroup_prime.start()\n"
+        "during = fds()\n"
+        "time.sleep(0.5)\n"
+        "after = fds()\n"
+        "print(json.dumps({'same': open('/proc/self/cgroup').read() == before,\n"
+        "                  'during': sorted(during - low), 'after': sorted(after - low)}))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["same"], "the prime move changed our cgroup"
+    assert all(fd >= 1000 for fd in r["during"]), f"prime thread fds: {r['during']}"
+    assert r["after"] == [], f"fds left open: {r['after']}"
+    with open("/proc/self/cgroup") as f:
+        assert cgroup_prime.candidates(f.read())  # this host has some
+
+
+def test_libc_calls_without_ctypes():
+    """runtime.linux.libc: int and long results, errno, buffers, and no ctypes package."""
+    code = (
+        "import os, sys, struct\n"
+        f"sys.path.insert(0, {str(TOP)!r})\n"
+        "from runtime.linux import libc, sys as lsys\n"
+        "assert libc.function('getpid')() == os.getpid() == libc.syscall(39)\n"
+        "assert libc.function('close')(987654) == -1 and libc.get_errno() == 9\n"  # EBADF, int result
+        "fd = os.open('/proc', os.O_RDONLY)\n"
+        "buf = libc.buffer(120)\n"
+        "assert libc.function('fstatfs')(fd, buf) == 0\n"
+        "assert struct.unpack_from('l', buf.raw)[0] == 0x9FA0\n"  # PROC_SUPER_MAGIC
+        "fd2 = lsys.openat2(fd, 'self/../self/status', os.O_RDONLY, lsys.RESOLVE_IN_ROOT)\n"
+        "assert os.read(fd2, 5) == b'Name:'\n"
+        "try:\n"
+        "    lsys.openat2(fd, 'self/exe', os.O_RDONLY, lsys.RESOLVE_NO_MAGICLINKS)\n"
+        "    raise SystemExit('magic link followed')\n"
+        "except OSError as e:\n"
+        "    assert e.errno == 40, e\n"  # ELOOP
+        "lsys.prctl(lsys.PR_SET_NAME, b'libc-test')\n"
+        "assert open('/proc/self/comm').read() == 'libc-test\\n'\n"
+        "assert 'ctypes' not in sys.modules\n"
+    )
+    p = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr

@@ -14,6 +14,16 @@ from . import sys as lsys
 from .namespaces import wants_new
 
 
+class CgroupPaths:
+    """Where the container's cgroup is, from Manager.to_dict() (as the parent sends it): all
+    the mounts need, without importing the cgroup managers into the init."""
+
+    def __init__(self, d: dict) -> None:
+        self.mode = d["mode"]
+        self.paths = d.get("paths") or {}
+        self.unified = d.get("unified")
+
+
 def make_mounter(manager, spec: Spec):
     if manager is None:
         return None
