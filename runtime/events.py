@@ -71,6 +71,9 @@ def events(root: str, container_id: str, stats_once: bool, interval: float, out)
     if stats_once:
         emit(stats_event(container_id, mgr.stats()))
         return 0
+    import gc
+    gc.freeze()  # runp's CLI runs without the collector; this loop may run for days:
+    gc.enable()  # on, for what is made from now (see runtime/cli.py)
     ooms = _oom_count(mgr, 0)
     next_stats = time.monotonic()
     while c.alive():

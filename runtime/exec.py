@@ -19,7 +19,8 @@ import os
 import _signal  # the signal and socket modules cost milliseconds (enum, selectors)
 import _socket
 
-from .container import Container, forward_notify_fd
+from .container import Container
+from .create import forward_notify_fd
 from .errors import ConfigError, RuntimeFailure
 from .linux import fdpass
 from .log import log
@@ -389,6 +390,9 @@ class _Exec:
     def wait(self) -> int:
         """Forward signals, proxy the terminal if we hold it, return the exit status."""
         from .run import FORWARDED
+        import gc
+        gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
+        gc.enable()  # on, for what is made from now (see runtime/cli.py)
         pid = self.pid
         done: list[int] = []
 

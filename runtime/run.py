@@ -33,6 +33,9 @@ def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detac
             pass
 
     proxy = None
+    import gc
+    gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
+    gc.enable()  # on, for what is made from now (see runtime/cli.py)
     try:
         for s in FORWARDED:
             try:
