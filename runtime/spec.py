@@ -13,11 +13,10 @@ TYPE_CHECKING = False  # typing costs milliseconds to import
 if TYPE_CHECKING:
     from typing import Any
 
-from . import jsonlite
+from . import SPEC_VERSION, jsonlite
 from .errors import ConfigError, json_type
 
 SUPPORTED_MAJOR = 1
-SPEC_VERSION = "1.3.0"
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 

@@ -914,7 +914,7 @@ def test_failed_create_leaves_nothing(runp, bundle, cid, tmp_path, step):
     """Each setup step is made to fail in turn. Afterwards there must be no state dir, no
     cgroup directory named after the container in any hierarchy, no mount of the bundle or
     the container on the host, and no process (the init, stage 1, a hook) still alive.
-    Defence: _Creator.cleanup (kills stage 1 and the init, removes the cgroup and the state
+    Defence: runtime.create.Creator.cleanup (kills stage 1 and the init, removes the cgroup and the state
     dir); everything mounted lives in the init's own mount namespace."""
     mounts_before = host_mounts(bundle.path, cid)
     CREATE_FAILURES[step](bundle, tmp_path)

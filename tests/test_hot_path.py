@@ -28,7 +28,7 @@ HOT = ("create", "state", "list", "start", "kill", "delete", "run")
 COMMON = {
     "os", "stat", "_stat", "posixpath", "genericpath", "_collections_abc",  # site imports them too
     "__future__", "_json", "errno", "fcntl",
-    "encodings.utf_8_sig",  # the codec for JSON that may start with a BOM: 0.1 ms
+    "gc",  # built in: the CLI turns the cyclic collector off (runtime/cli.py)
 }
 # create and run fork the init and talk to it: the init pipe (_socket + struct for fd passing,
 # not the socket module, whose enums cost milliseconds), syscalls (_ctypes through
