@@ -16,7 +16,6 @@ container can open /proc/<pid>/exe and reach the host interpreter (CVE-2019-5736
 from __future__ import annotations
 
 import os
-import sys
 
 import _signal
 
