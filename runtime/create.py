@@ -126,10 +126,14 @@ class Creator:
         exec fifo, the console and where the container's cgroup is (for its cgroup mounts)."""
         from . import jsonlite
         from .linux import fdpass
-        cg = self.cgroup.to_dict() if self.cgroup is not None else None
+        from .linux.cgroup_mount import CgroupPaths
+        go = {"cgroup": None}
+        if self.cgroup is not None:
+            v1 = CgroupPaths.v1_hierarchies() if self.cgroup.paths else []
+            go = {"cgroup": self.cgroup.to_dict(), "v1": v1}
         fds = [fifo_fd] + ([console_fd] if console_fd >= 0 else [])
         try:
-            fdpass.send_fds(pipe.sock, b"go " + jsonlite.dumps({"cgroup": cg}, compact=True).encode(), fds)
+            fdpass.send_fds(pipe.sock, b"go " + jsonlite.dumps(go, compact=True).encode(), fds)
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died: its "error" is queued for the handshake
 

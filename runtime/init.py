@@ -161,10 +161,10 @@ def _wait_for_go(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
     opts.fifo_fd = fds[0]
     opts.console_fd = fds[1] if len(fds) > 1 else -1
     from . import jsonlite
-    cgroup = jsonlite.loads(payload)["cgroup"]
-    if cgroup is not None:
+    go = jsonlite.loads(payload)
+    if go["cgroup"] is not None:
         from .linux.cgroup_mount import CgroupPaths, make_mounter
-        opts.cgroup_mounter = make_mounter(CgroupPaths(cgroup), spec)
+        opts.cgroup_mounter = make_mounter(CgroupPaths(go["cgroup"], go["v1"]), spec)
 
 
 def _reset_signals() -> None:

@@ -15,13 +15,21 @@ from .namespaces import wants_new
 
 
 class CgroupPaths:
-    """Where the container's cgroup is, from Manager.to_dict() (as the parent sends it): all
-    the mounts need, without importing the cgroup managers into the init."""
+    """Where the container's cgroup is (Manager.to_dict(), as the parent sends it) and the
+    host's v1 hierarchies (mountpoint, controllers): all the mounts need, without the cgroup
+    package (a millisecond to import, right when the init waits for it)."""
 
-    def __init__(self, d: dict) -> None:
+    def __init__(self, d: dict, v1_mounts: list) -> None:
         self.mode = d["mode"]
         self.paths = d.get("paths") or {}
         self.unified = d.get("unified")
+        self.v1_mounts = [(mnt, frozenset(ctrls)) for mnt, ctrls in v1_mounts]
+
+    @staticmethod
+    def v1_hierarchies() -> list:
+        """What the parent sends along: [mountpoint, [controllers]] of each v1 hierarchy."""
+        from .cgroups import common
+        return [[mnt, sorted(ctrls)] for mnt, _root, ctrls in common.v1_mounts()]
 
 
 def make_mounter(manager, spec: Spec):
@@ -35,11 +43,10 @@ def make_mounter(manager, spec: Spec):
         if manager.mode == "v2":
             _mount_v2(builder, target, m.destination, manager.unified, flags, cgroupns)
             return
-        from .cgroups import common
         lsys.mount("tmpfs", target, "tmpfs", flags & ~lsys.MS_RDONLY, "mode=755")
         top = paths.open_in_root(builder.rootfd, m.destination)  # the tmpfs root
         try:
-            for mnt, _root, ctrls in common.v1_mounts():
+            for mnt, ctrls in manager.v1_mounts:
                 name = os.path.basename(mnt)
                 host_dir = next((manager.paths[c] for c in ctrls if c in manager.paths), None)
                 if host_dir is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import _ctypes
 
 get_errno = _ctypes.get_errno
+address = _ctypes.addressof  # of a buffer(): for pointers the kernel finds inside a struct
 
 
 class Long(_ctypes._SimpleCData):

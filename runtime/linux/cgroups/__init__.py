@@ -126,7 +126,7 @@ class Manager:
 
     def _v2_controllers(self) -> set[str]:
         if self._v2ctl is None:
-            from .v2 import controllers
+            from .common import controllers
             assert self.unified is not None
             d = self.unified
             ctl = controllers(d) if os.path.isdir(d) else set()
@@ -172,15 +172,13 @@ class Manager:
         try:
             for d in self.dirs():
                 if d == self.unified:
-                    from . import v2
                     base = common.CGROUP_ROOT if self.mode == "v2" else common.UNIFIED_HYBRID
                     common.mkdirs(d, created)
-                    v2.enable_controllers(base, d)
+                    common.enable_controllers(base, d)
                     continue
                 common.mkdirs(d, created)
                 if d == self.paths.get("cpuset"):
-                    from . import v1
-                    v1.init_cpuset(d)
+                    common.init_cpuset(d)
         except (OSError, RuntimeFailure) as e:
             self.created = created
             try:

@@ -387,3 +387,69 @@ def page_size_bytes(name: str) -> int:
             except ValueError:
                 return -1
     return -1
+
+
+# --- making a cgroup: what create() needs besides mkdir (kept here, so that creating a
+# container imports neither v1.py nor v2.py when no resources need them) ---------------------
+
+def init_cpuset(d: str) -> None:
+    """New v1 cpuset cgroups start with no CPUs and no memory nodes (and then refuse tasks):
+    copy the parent's, top down, as runc does. Every level from the first initialised ancestor
+    down is checked, not only the ones this call made: a parallel create may have made a
+    shared parent a moment ago and not filled it in yet."""
+    chain = []
+    p = d
+    while True:
+        cpus = try_read(p, "cpuset.cpus")
+        if cpus is None:  # above the hierarchy's root
+            break
+        if cpus.strip() and (try_read(p, "cpuset.mems") or "").strip():
+            break
+        chain.append(p)
+        parent = os.path.dirname(p)
+        if parent == p:
+            break
+        p = parent
+    for d in reversed(chain):
+        parent = os.path.dirname(d)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not (try_read(d, name) or "").strip():
+                val = (try_read(parent, name) or "").strip()
+                if val:
+                    try:
+                        write(d, name, val)
+                    except OSError as e:
+                        raise RuntimeFailure(f"cannot initialise {d}/{name}: {e.strerror}") \
+                            from None
+
+
+# --- pids, blkio, hugetlb, network, rdma --------------------------------------------------------
+
+
+def controllers(d: str) -> set[str]:
+    return set((try_read(d, "cgroup.controllers") or "").split())
+
+
+def enable_controllers(root: str, leaf: str, only: set[str] | None = None) -> None:
+    """Enable every available controller (or those in `only`) in cgroup.subtree_control of
+    each cgroup from `root` down to the parent of `leaf`, like runc. Failures are left for
+    apply() to report (a cgroup with processes cannot enable domain controllers)."""
+    rel = leaf[len(root):].strip("/")
+    parts = rel.split("/") if rel else []
+    cur = root
+    for p in parts:
+        avail = controllers(cur)
+        if only is not None:
+            avail &= only
+        have = set((try_read(cur, "cgroup.subtree_control") or "").split())
+        want = sorted(avail - have)
+        if want:
+            try:
+                write(cur, "cgroup.subtree_control", " ".join("+" + c for c in want))
+            except OSError:
+                for c in want:
+                    try:
+                        write(cur, "cgroup.subtree_control", "+" + c)
+                    except OSError:
+                        pass
+        cur = cur + "/" + p

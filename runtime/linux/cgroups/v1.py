@@ -178,39 +178,6 @@ def set_cpuset(d: str, cpus: str | None, mems: str | None, field: str) -> None:
         write_field(f"{field}.mems", d, "cpuset.mems", mems)
 
 
-def init_cpuset(d: str) -> None:
-    """New v1 cpuset cgroups start with no CPUs and no memory nodes (and then refuse tasks):
-    copy the parent's, top down, as runc does. Every level from the first initialised ancestor
-    down is checked, not only the ones this call made: a parallel create may have made a
-    shared parent a moment ago and not filled it in yet."""
-    chain = []
-    p = d
-    while True:
-        cpus = common.try_read(p, "cpuset.cpus")
-        if cpus is None:  # above the hierarchy's root
-            break
-        if cpus.strip() and (common.try_read(p, "cpuset.mems") or "").strip():
-            break
-        chain.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(chain):
-        parent = os.path.dirname(d)
-        for name in ("cpuset.cpus", "cpuset.mems"):
-            if not (common.try_read(d, name) or "").strip():
-                val = (common.try_read(parent, name) or "").strip()
-                if val:
-                    try:
-                        common.write(d, name, val)
-                    except OSError as e:
-                        raise RuntimeFailure(f"cannot initialise {d}/{name}: {e.strerror}") \
-                            from None
-
-
-# --- pids, blkio, hugetlb, network, rdma --------------------------------------------------------
-
 def pids_value(limit: int) -> str:
     return str(limit) if limit >= 0 else "max"
 

@@ -9,36 +9,8 @@ import time
 
 from ...errors import ConfigError, RuntimeFailure
 from . import common
+from .common import controllers
 from .common import exists, get_bool, get_int, get_list, read_uint, write_field
-
-
-def controllers(d: str) -> set[str]:
-    return set((common.try_read(d, "cgroup.controllers") or "").split())
-
-
-def enable_controllers(root: str, leaf: str, only: set[str] | None = None) -> None:
-    """Enable every available controller (or those in `only`) in cgroup.subtree_control of
-    each cgroup from `root` down to the parent of `leaf`, like runc. Failures are left for
-    apply() to report (a cgroup with processes cannot enable domain controllers)."""
-    rel = leaf[len(root):].strip("/")
-    parts = rel.split("/") if rel else []
-    cur = root
-    for p in parts:
-        avail = controllers(cur)
-        if only is not None:
-            avail &= only
-        have = set((common.try_read(cur, "cgroup.subtree_control") or "").split())
-        want = sorted(avail - have)
-        if want:
-            try:
-                common.write(cur, "cgroup.subtree_control", " ".join("+" + c for c in want))
-            except OSError:
-                for c in want:
-                    try:
-                        common.write(cur, "cgroup.subtree_control", "+" + c)
-                    except OSError:
-                        pass
-        cur = cur + "/" + p
 
 
 # --- conversions (runc's libcontainer/cgroups/utils.go) -----------------------------------------
