@@ -126,8 +126,12 @@ def child_main(spec: Spec, pipe: InitPipe, opts: InitOptions, direct: bool = Fal
         lsys.close_range_from(3, {k for k in keep if k >= 0})
         _preload(spec)
         log.phase("init imports")
+        if direct:  # entering namespaces changes nothing outside us: no need to wait for it
+            in_userns = _enter_namespaces(spec, pipe, direct)
+            _wait_for_go(spec, pipe, opts)
+            init_main(spec, pipe, opts, in_userns)
         _wait_for_go(spec, pipe, opts)
-        stage1(spec, pipe, opts, direct)
+        stage1(spec, pipe, opts)
         code = 0
     except BaseException as e:  # noqa: BLE001 - everything becomes one line for the parent
         _report(pipe, e)
@@ -173,8 +177,24 @@ def _reset_signals() -> None:
         _signal.signal(sig, _signal.SIG_DFL)
 
 
-def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions, direct: bool = False) -> None:
-    """Enter the namespaces; then fork the init, or (direct) become it."""
+def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
+    """Enter the namespaces, fork the init (pid 1 of a new pid namespace), report its pid."""
+    in_userns = _enter_namespaces(spec, pipe, direct=False)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            init_main(spec, pipe, opts, in_userns)
+        except BaseException as e:  # noqa: BLE001
+            _report(pipe, e)
+        finally:
+            os._exit(code)
+    pipe.send("pid", str(pid))
+
+
+def _enter_namespaces(spec: Spec, pipe: InitPipe, direct: bool) -> bool:
+    """Join or create the namespaces but the cgroup one (made once in the container's cgroup)
+    and, direct, the pid one (the parent made it for us). True in a user namespace."""
     lx = spec.linux
     namespaces.join_existing(lx.namespaces)
     in_userns = namespaces.wants_new(lx.namespaces, "user")
@@ -192,18 +212,7 @@ def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions, direct: bool = False) 
     if lx.time_offsets:
         namespaces.write_time_offsets(lx.time_offsets)
     log.phase("namespaces")
-    if direct:
-        init_main(spec, pipe, opts, in_userns)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            init_main(spec, pipe, opts, in_userns)
-        except BaseException as e:  # noqa: BLE001
-            _report(pipe, e)
-        finally:
-            os._exit(code)
-    pipe.send("pid", str(pid))
+    return in_userns
 
 
 def _install_notify_filter(prepared, pipe: InitPipe) -> None:
