@@ -23,6 +23,22 @@ TIOCGWINSZ = 0x5413
 TIOCSCTTY = 0x540E
 
 
+def channel(console_socket: str | None) -> tuple[int, object]:
+    """Where the container's pty master is sent: a connection to --console-socket, or (runp
+    in the foreground) one end of a socketpair, whose other end is returned for us to read."""
+    if console_socket:
+        s = _socket.socket(fdpass.AF_UNIX, fdpass.SOCK_STREAM | fdpass.SOCK_CLOEXEC)
+        try:
+            s.connect(console_socket)
+        except OSError as e:
+            s.close()
+            from .errors import RuntimeFailure
+            raise RuntimeFailure(f"console socket {console_socket}: {e.strerror}") from None
+        return s.detach(), None
+    ours, theirs = fdpass.socketpair(fdpass.SOCK_STREAM)
+    return theirs.detach(), ours
+
+
 def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 

@@ -153,23 +153,12 @@ class Creator:
         proc = self.spec.process
         if proc is None or not proc.terminal:
             return -1, None
-        if self.opts.console_socket:
-            import socket
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.opts.console_socket)
-            except OSError as e:
-                s.close()
-                raise RuntimeFailure(f"console socket {self.opts.console_socket}: {e.strerror}") from None
-            fd = s.detach()
-            self.fds.append(fd)
-            return fd, None
-        import socket
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.socks.append(a)
-        fd = b.detach()
+        from .console import channel
+        fd, ours = channel(self.opts.console_socket)
         self.fds.append(fd)
-        return fd, a
+        if ours is not None:
+            self.socks.append(ours)
+        return fd, ours
 
     def _open_cgroup(self) -> None:
         """Where the container's cgroup goes (nothing is made yet; the init's cgroup mounts

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 
 import _signal  # the signal and socket modules cost milliseconds (enum, selectors)
-import _socket
 
 from .container import Container
 from .create import forward_notify_fd
@@ -285,19 +284,10 @@ class _Exec:
         one end of a socketpair whose other end we read (foreground terminal)."""
         if not self.proc.terminal:
             return -1
-        if self.o.console_socket:
-            s = _socket.socket(fdpass.AF_UNIX, fdpass.SOCK_STREAM | fdpass.SOCK_CLOEXEC)
-            try:
-                s.connect(self.o.console_socket)
-            except OSError as e:
-                s.close()
-                raise RuntimeFailure(f"console socket {self.o.console_socket}: {e.strerror}") from None
-            fd = s.detach()
-        else:
-            a, b = fdpass.socketpair(fdpass.SOCK_STREAM)
-            self.console_parent = a
-            self.socks.append(a)
-            fd = b.detach()
+        from .console import channel
+        fd, self.console_parent = channel(self.o.console_socket)
+        if self.console_parent is not None:
+            self.socks.append(self.console_parent)
         self.fds.append(fd)
         return fd
 
