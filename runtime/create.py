@@ -38,9 +38,6 @@ def validate(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None
         raise RuntimeFailure("cannot allocate tty if runp will detach without setting console socket")
     if not proc.terminal and opts.console_socket:
         raise RuntimeFailure("cannot use console socket if runp will not detach or allocate tty")
-    lx = spec.linux
-    if lx.namespace("user") is None:
-        pass
 
 
 class Creator:
@@ -63,49 +60,17 @@ class Creator:
         """Fork the container's first process at once: it imports what it needs and enters
         its namespaces while we check the config and make the state dir and the cgroup; it
         waits for our "go" (with the exec fifo) before it touches anything outside itself."""
-        from .init import InitOptions, InitPipe, child_main, fork_init, forks_directly
-        from .linux import fdpass
-        spec, opts, d = self.spec, self.opts, self.c.dir
-        self._occupy_preserved_range()
-        parent, child = fdpass.socketpair()
-        self.socks += [parent, child]
-        env = self._listen_env()
-        iopts = InitOptions(no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds + self._listen_fds,
-                            no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
-                            extra_env=env)
-        # The init is re-parented to us when stage 1 exits: `run` waits for it, and a failed
-        # create can reap it (an unreaped zombie keeps its cgroup busy).
-        from .linux import sys as lsys
-        lsys.set_child_subreaper()
-        direct = forks_directly(spec)
-        pid = fork_init(spec) if direct else os.fork()
-        if pid == 0:
-            parent.close()
-            child_main(spec, InitPipe(child), iopts, direct)
-        if direct:
-            self.init_pid = pid
-        else:
-            self.stage1 = pid
-        child.close()
-        self.socks.remove(child)
+        pipe = self._fork()
         log.phase("fork")
-        validate(spec, opts, self.foreground)
+        validate(self.spec, self.opts, self.foreground)
         from .process import note_ignored_labels
-        note_ignored_labels(spec.process, spec.linux.mount_label)
-        d.make()
-        self.dir_made = True
-        d.lock()
-        write_atomic(d.file(CONFIG_FILE), _dump(spec.raw), 0o600)
-        fifo = d.file(FIFO_FILE)
-        os.mkfifo(fifo, 0o622)
-        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-        self.fds.append(fifo_fd)
+        note_ignored_labels(self.spec.process, self.spec.linux.mount_label)
+        fifo_fd = self._make_state_dir()
         self._open_cgroup()
-        if spec.linux.namespace("mount") is None:
+        if self.spec.linux.namespace("mount") is None:
             from .linux.mounts import top_mount_id
-            self.host_ns_root = top_mount_id(spec.root_path) or 0
+            self.host_ns_root = top_mount_id(self.spec.root_path) or 0
         console_fd, console_parent = self._console()
-        pipe = InitPipe(parent)
         self._go(pipe, fifo_fd, console_fd)
         if console_fd >= 0:
             os.close(console_fd)
@@ -118,8 +83,52 @@ class Creator:
         self._handshake(pipe)
         log.phase("handshake")
         if console_parent is not None:
-            self.c.console_master, _ = __import__("runtime.console", fromlist=["x"]).recv_master(console_parent)
+            from .console import recv_master
+            self.c.console_master, _ = recv_master(console_parent)
         self._finish()
+
+    def _fork(self):
+        """Fork the init (direct) or stage 1; our end of the init pipe."""
+        from .init import InitOptions, InitPipe, child_main, fork_init, forks_directly
+        from .linux import fdpass
+        from .linux import sys as lsys
+        spec, opts = self.spec, self.opts
+        self._occupy_preserved_range()
+        parent, child = fdpass.socketpair()
+        self.socks += [parent, child]
+        env = self._listen_env()
+        iopts = InitOptions(no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds + self._listen_fds,
+                            no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
+                            extra_env=env)
+        # Through stage 1 the init is re-parented to us when stage 1 exits: `run` waits for
+        # it, and a failed create can reap it (an unreaped zombie keeps its cgroup busy).
+        lsys.set_child_subreaper()
+        direct = forks_directly(spec)
+        pid = fork_init(spec) if direct else os.fork()
+        if pid == 0:
+            parent.close()
+            child_main(spec, InitPipe(child), iopts, direct)
+        if direct:
+            self.init_pid = pid
+        else:
+            self.stage1 = pid
+        child.close()
+        self.socks.remove(child)
+        return InitPipe(parent)
+
+    def _make_state_dir(self) -> int:
+        """<root>/<id>/ (failing if the id is taken), locked, with config.json and the exec
+        fifo; returns our read-write end of the fifo (the init's, once sent)."""
+        d = self.c.dir
+        d.make()
+        self.dir_made = True
+        d.lock()
+        write_atomic(d.file(CONFIG_FILE), _dump(self.spec.raw), 0o600)
+        fifo = d.file(FIFO_FILE)
+        os.mkfifo(fifo, 0o622)
+        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        self.fds.append(fifo_fd)
+        return fifo_fd
 
     def _go(self, pipe, fifo_fd: int, console_fd: int) -> None:
         """Release the init: the config checked out and the state dir exists. With it go the
