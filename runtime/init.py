@@ -38,7 +38,16 @@ class InitPipe:
         self.sock.send(f"{kind} {payload}".encode() if payload else kind.encode())
 
     def recv(self) -> tuple[str, str]:
-        data, fds = fdpass.recv_fds(self.sock, 65536, 4)
+        for _ in range(3):
+            try:
+                data, fds = fdpass.recv_fds(self.sock, 65536, 4)
+                break
+            except ConnectionResetError:
+                # The other side exited with a message of ours unread (it failed before it got
+                # to "go"): the kernel reports that once, ahead of what it sent before exiting.
+                continue
+        else:
+            data, fds = b"", []
         self.last_fds = fds
         if not data:
             return "eof", ""

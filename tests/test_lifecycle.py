@@ -312,3 +312,21 @@ def test_library_api(tmp_path, bundle):
     finally:
         c.delete(force=True)
     assert not os.listdir(root)
+
+
+def test_init_pipe_reads_what_a_failed_init_sent():
+    """An init that fails before it reads "go" exits with that message unread: the kernel
+    then reports ECONNRESET once, ahead of the init's queued "error". The parent must still
+    read the error (under load this turned a config error into "Connection reset by peer")."""
+    from runtime.init import InitPipe
+    from runtime.linux import fdpass
+    parent, child = fdpass.socketpair()
+    try:
+        pipe = InitPipe(parent)
+        InitPipe(child).send("error", "config.json: linux.namespaces[1].path: nope")
+        pipe.send("go")  # never read
+        child.close()
+        assert pipe.recv() == ("error", "config.json: linux.namespaces[1].path: nope")
+        assert pipe.recv() == ("eof", "")
+    finally:
+        parent.close()
