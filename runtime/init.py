@@ -343,7 +343,10 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
                                      ("prestart", "createRuntime", "createContainer")):
         pipe.call("cgroup")  # hooks find the container's cgroup through its pid: join first
         opts.cgroup_early = True  # (so no second join below)
-    hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
+    hook_state = b""
+    if any(spec.hooks.get(k) for k in ("prestart", "createRuntime", "createContainer",
+                                        "startContainer")):
+        hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
     if spec.hooks.get("createContainer"):
         from . import hooks
         hooks.run_in_container(spec, "createContainer", hook_state)
@@ -380,7 +383,6 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         sched.apply(proc.scheduler, proc.io_priority, lx.personality)
     cproc.set_rlimits(proc)  # now, so a limit that cannot be set fails create (as runc)
     prepared.rlimits_applied = True
-    prepared.state_json = hook_state
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)
     if not opts.cgroup_early:

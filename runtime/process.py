@@ -27,7 +27,6 @@ class Prepared:
     caps: object  # capabilities.CapSets
     seccomp: object = None  # seccomp.Program, compiled before start
     seccomp_listener: tuple[str, str] | None = None  # (listenerPath, listenerMetadata)
-    state_json: bytes = b""
     rlimits_applied: bool = False  # the container init sets them before "ready"
     extra: dict = field(default_factory=dict)
 
