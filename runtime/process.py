@@ -105,6 +105,7 @@ def preload(spec: Spec, terminal: bool) -> None:
     where the host's Python (stdlib, site-packages, .so files) is out of reach."""
     import resource  # noqa: F401  (rlimits)
     from .linux import capabilities  # noqa: F401
+    lsm_enabled()  # asked on the host: after pivot_root /sys is the container's, or missing
     if terminal:
         import termios  # noqa: F401
         from . import console  # noqa: F401
@@ -257,8 +258,8 @@ _LSM: tuple[bool, bool] | None = None
 
 
 def lsm_enabled() -> tuple[bool, bool]:
-    """(AppArmor, SELinux) enabled in this kernel. The parent asks first, on the host, and the
-    forked init inherits the answer (after pivot_root /sys may be missing or the container's)."""
+    """(AppArmor, SELinux) enabled in this kernel. Asked on the host (preload(), before
+    pivot_root); after pivot_root /sys may be missing or the container's."""
     global _LSM
     if _LSM is None:
         try:
@@ -272,6 +273,8 @@ def lsm_enabled() -> tuple[bool, bool]:
 
 def note_ignored_labels(proc: Process | None, mount_label: str = "") -> None:
     """Labels for an LSM this host does not run are ignored, as crun does: say so at debug."""
+    if not mount_label and (proc is None or not (proc.apparmor_profile or proc.selinux_label)):
+        return
     apparmor, selinux = lsm_enabled()
     if proc is not None and proc.apparmor_profile and not apparmor:
         _debug(f'process.apparmorProfile "{proc.apparmor_profile}" ignored: AppArmor is not enabled')

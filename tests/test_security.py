@@ -493,6 +493,24 @@ def lsm_enabled() -> bool:
     return aa or Path("/sys/fs/selinux/enforce").exists()
 
 
+def test_lsm_state_is_read_on_the_host_before_pivot_root(bundle):
+    """Whether AppArmor/SELinux run decides whether a label is applied; after pivot_root /sys
+    is the container's (or not mounted at all), so the init must ask before: in the preload it
+    does right after fork (the parent no longer asks for it: it forks first)."""
+    import subprocess
+    import sys
+    top = str(Path(__file__).resolve().parent.parent)
+    code = ("import sys\n"
+            f"sys.path.insert(0, {top!r})\n"
+            "from runtime import process, spec\n"
+            f"s = spec.load({str(bundle.path)!r})\n"
+            "assert process._LSM is None\n"
+            "process.preload(s, False)\n"
+            "assert process._LSM == process.lsm_enabled() and process._LSM is not None\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
 @pytest.mark.skipif(lsm_enabled(), reason="this host has AppArmor or SELinux")
 def test_lsm_labels_ignored_with_debug_line(runp, bundle, cid, tmp_path):
     proc = bundle.config["process"]
