@@ -63,8 +63,10 @@ class Creator:
         pipe = self._fork()
         log.phase("fork")
         validate(self.spec, self.opts, self.foreground)
-        from .process import note_ignored_labels
-        note_ignored_labels(self.spec.process, self.spec.linux.mount_label)
+        proc = self.spec.process
+        if self.spec.linux.mount_label or proc and (proc.apparmor_profile or proc.selinux_label):
+            from .process import note_ignored_labels
+            note_ignored_labels(proc, self.spec.linux.mount_label)
         fifo_fd = self._make_state_dir()
         self._open_cgroup()
         if self.spec.linux.namespace("mount") is None:
@@ -135,10 +137,11 @@ class Creator:
         exec fifo, the console and where the container's cgroup is (for its cgroup mounts)."""
         from . import jsonlite
         from .linux import fdpass
-        from .linux.cgroup_mount import CgroupPaths
         go = {"cgroup": None}
-        if self.cgroup is not None:
-            v1 = CgroupPaths.v1_hierarchies() if self.cgroup.paths else []
+        if self.cgroup is not None:  # for cgroup_mount.CgroupPaths: [[mountpoint, [controllers]]]
+            from .linux.cgroups import common
+            v1 = [[mnt, sorted(ctrls)] for mnt, _root, ctrls in common.v1_mounts()] \
+                if self.cgroup.paths else []
             go = {"cgroup": self.cgroup.to_dict(), "v1": v1}
         fds = [fifo_fd] + ([console_fd] if console_fd >= 0 else [])
         try:

@@ -25,12 +25,6 @@ class CgroupPaths:
         self.unified = d.get("unified")
         self.v1_mounts = [(mnt, frozenset(ctrls)) for mnt, ctrls in v1_mounts]
 
-    @staticmethod
-    def v1_hierarchies() -> list:
-        """What the parent sends along: [mountpoint, [controllers]] of each v1 hierarchy."""
-        from .cgroups import common
-        return [[mnt, sorted(ctrls)] for mnt, _root, ctrls in common.v1_mounts()]
-
 
 def make_mounter(manager, spec: Spec):
     if manager is None:
