@@ -390,6 +390,11 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     log.phase("ready")
     pipe.send("ready")
     pipe.sock.close()
+    if not spec.hooks.get("startContainer"):  # (those hooks run with the full set, as in runc)
+        # what exec_process would do first, done while the parent records the state
+        from .linux import capabilities
+        capabilities.drop_bounding(prepared.caps)
+        prepared.bounding_dropped = True
     # wait for `runp start`: it writes one byte into the fifo we hold open read-write
     os.read(opts.fifo_fd, 1)
     if not spec.hooks.get("startContainer"):

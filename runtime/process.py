@@ -28,6 +28,7 @@ class Prepared:
     seccomp: object = None  # seccomp.Program, compiled before start
     seccomp_listener: tuple[str, str] | None = None  # (listenerPath, listenerMetadata)
     rlimits_applied: bool = False  # the container init sets them before "ready"
+    bounding_dropped: bool = False  # the container init drops it while `start` is to come
     extra: dict = field(default_factory=dict)
 
 
@@ -206,7 +207,8 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
     if p.seccomp is not None and not proc.no_new_privileges:
         notify_fd = _load_seccomp(p)
     # an ambient capability that cannot be raised (not inheritable) is dropped, as runc does
-    capabilities.apply(p.caps, lambda: switch_user(proc), warn=_debug)
+    capabilities.apply(p.caps, lambda: switch_user(proc), warn=_debug,
+                       bounding_dropped=p.bounding_dropped)
     if proc.no_new_privileges:
         lsys.set_no_new_privs()
         if p.seccomp is not None:

@@ -157,8 +157,18 @@ def parse(caps: dict | None, path: str = "process.capabilities",
     return CapSets(**sets)
 
 
+def drop_bounding(caps: CapSets | None) -> None:
+    """Reduce the bounding set to caps.bounding (PR_CAPBSET_DROP needs CAP_SETPCAP: before the
+    user switch). With `caps` None nothing changes."""
+    if caps is None:
+        return
+    for c in range(last_cap() + 1):
+        if c not in caps.bounding and _sys.prctl(_sys.PR_CAPBSET_READ, c) == 1:
+            _sys.prctl(_sys.PR_CAPBSET_DROP, c)
+
+
 def apply(caps: CapSets | None, switch_user: Callable[[], None],
-          warn: Callable[[str], None] | None = None) -> None:
+          warn: Callable[[str], None] | None = None, bounding_dropped: bool = False) -> None:
     """Drop the bounding set, switch user keeping caps, then set E/P/I and the ambient set.
 
     Call in the container init, as (namespaced) root with CAP_SETPCAP, after everything that
@@ -167,11 +177,8 @@ def apply(caps: CapSets | None, switch_user: Callable[[], None],
     An ambient capability that cannot be raised (not in permitted and inheritable) raises
     OSError, or is reported through `warn` and skipped (runc only warns).
     """
-    if caps is not None:
-        top = last_cap()
-        for c in range(top + 1):
-            if c not in caps.bounding and _sys.prctl(_sys.PR_CAPBSET_READ, c) == 1:
-                _sys.prctl(_sys.PR_CAPBSET_DROP, c)
+    if not bounding_dropped:
+        drop_bounding(caps)
     _sys.prctl(_sys.PR_SET_KEEPCAPS, 1)
     switch_user()
     _sys.prctl(_sys.PR_SET_KEEPCAPS, 0)
