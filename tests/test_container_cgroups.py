@@ -556,11 +556,13 @@ def _counter(runp, bundle, cid, tmp_path) -> tuple[Path, dict]:
 
 def _read(f: Path) -> str:
     """The counter file: a number, or "" when caught between the shell's truncate and write
-    (where a pause may also leave it)."""
+    (where a pause may also leave it; in the v2 VM's overlay a read there once saw the new
+    size filled with NULs)."""
     try:
-        return f.read_text().strip()
+        text = f.read_text().strip()
     except FileNotFoundError:
         return ""
+    return text if text.isdigit() else ""
 
 
 def _wait_counting(f: Path, above: int = -1, timeout: float = 20) -> int:
