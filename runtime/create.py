@@ -14,6 +14,7 @@ import _signal
 from . import spec as spec_mod
 from .container import Container, CreateOptions
 from .errors import RuntimeFailure
+from .linux import sys as lsys
 from .log import log
 from .state import CONFIG_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time, write_atomic
 
@@ -93,7 +94,6 @@ class Creator:
         """Fork the init (direct) or stage 1; our end of the init pipe."""
         from .init import InitOptions, InitPipe, child_main, fork_init, forks_directly
         from .linux import fdpass
-        from .linux import sys as lsys
         spec, opts = self.spec, self.opts
         self._occupy_preserved_range()
         parent, child = fdpass.socketpair()
@@ -139,9 +139,7 @@ class Creator:
         from .linux import fdpass
         go = {"cgroup": None}
         if self.cgroup is not None:  # for cgroup_mount.CgroupPaths: [[mountpoint, [controllers]]]
-            from .linux.cgroups import common
-            v1 = [[mnt, sorted(ctrls)] for mnt, _root, ctrls in common.v1_mounts()] \
-                if self.cgroup.paths else []
+            v1 = [[mnt, sorted(ctrls)] for mnt, ctrls in self.cgroup.hierarchies]
             go = {"cgroup": self.cgroup.to_dict(), "v1": v1}
         fds = [fifo_fd] + ([console_fd] if console_fd >= 0 else [])
         try:
@@ -203,7 +201,7 @@ class Creator:
                 _ok(pipe)
             elif kind == "pid":
                 self.init_pid = int(payload)
-                _reap(self.stage1)
+                lsys.reap(self.stage1)
                 self.stage1 = 0
                 if cgroup_wanted:
                     self.cgroup.add_pid(self.init_pid)
@@ -297,7 +295,7 @@ class Creator:
                 except ProcessLookupError:
                     pass
         if self.stage1:
-            _reap(self.stage1)
+            lsys.reap(self.stage1)
         if self.init_pid:
             _wait_gone(self.init_pid)
         if not self.dir_made:  # failed before anything was made (or the id is taken)
@@ -370,13 +368,6 @@ def forward_notify_fd(pipe, spec: spec_mod.Spec, fds: list[int], state: bytes, p
     finally:
         for fd in fds:
             os.close(fd)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

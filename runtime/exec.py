@@ -22,6 +22,7 @@ from .container import Container
 from .create import forward_notify_fd
 from .errors import ConfigError, RuntimeFailure
 from .linux import fdpass
+from .linux import sys as lsys
 from .log import log
 from .records import record, field
 from .spec import Process, Spec, _parse_process
@@ -243,7 +244,6 @@ class _Exec:
 
     def start(self) -> None:
         from .init import InitPipe
-        from .linux import sys as lsys
         npass = self._occupy_passed_range()
         console_fd = self._console()
         parent, child = fdpass.socketpair()
@@ -299,7 +299,7 @@ class _Exec:
             kind, payload = pipe.recv()
             if kind == "pid":
                 self.pid = int(payload)
-                _reap(self.helper)
+                lsys.reap(self.helper)
                 self.helper = 0
                 for k, fds in waiting:
                     self._answer(pipe, k, fds)
@@ -314,7 +314,7 @@ class _Exec:
             elif kind == "eof":
                 break
         if self.helper:
-            _reap(self.helper)
+            lsys.reap(self.helper)
             self.helper = 0
         if not self.pid:
             raise RuntimeFailure("exec failed: the setup process exited early")
@@ -373,7 +373,7 @@ class _Exec:
                     os.kill(pid, _signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                _reap(pid)
+                lsys.reap(pid)
         self.helper = self.pid = 0
 
     # --- foreground ----------------------------------------------------------------------------
@@ -431,13 +431,6 @@ class _Exec:
         if os.WIFSIGNALED(status):
             return 128 + os.WTERMSIG(status)
         return os.WEXITSTATUS(status)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 # --- the forked side -----------------------------------------------------------------------------

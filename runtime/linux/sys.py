@@ -148,6 +148,14 @@ def prctl(option: int, arg2: int | bytes = 0, arg3: int = 0, arg4: int = 0, arg5
     return _check(_prctl(option, a2, Long(arg3), Long(arg4), Long(arg5)), "prctl")
 
 
+def reap(pid: int) -> None:
+    """Wait for a child of ours to exit and collect it (nothing if it is not ours)."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def set_dumpable(on: bool) -> None:
     prctl(PR_SET_DUMPABLE, 1 if on else 0)
 

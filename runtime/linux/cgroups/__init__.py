@@ -61,8 +61,9 @@ def open_manager(cgroups_path: str | None, container_id: str, *, systemd: bool =
     own = None if absolute else common.own_cgroups()
     paths: dict[str, str] = {}
     unified = None
-    if mode in ("v1", "hybrid"):
-        for mnt, root, ctrls in common.v1_mounts():
+    hierarchies = common.v1_mounts() if mode in ("v1", "hybrid") else []
+    if hierarchies:
+        for mnt, root, ctrls in hierarchies:
             if absolute:
                 d = common.join(mnt, inner)
             else:
@@ -80,7 +81,9 @@ def open_manager(cgroups_path: str | None, container_id: str, *, systemd: bool =
         else:
             assert own is not None
             unified = common.join(base, os.path.dirname(own.get("", "/")) or "/", inner)
-    return Manager(mode, paths, unified, [], unit)
+    mgr = Manager(mode, paths, unified, [], unit)
+    mgr.hierarchies = [(mnt, ctrls) for mnt, _root, ctrls in hierarchies]
+    return mgr
 
 
 class Manager:
@@ -94,6 +97,9 @@ class Manager:
         self.created = list(created or [])
         self.systemd = systemd
         self._v2ctl: set[str] | None = None
+        # (mountpoint, controllers) of the host's v1 hierarchies, as open_manager() found them
+        # (the init's cgroup mounts need them); not kept in state.json
+        self.hierarchies: list[tuple[str, frozenset[str]]] = []
 
     # --- persistence ----------------------------------------------------------------------
 
