@@ -261,6 +261,7 @@ def test_sub_cgroup(runp, bundle, cid, tmp_path):
     # and then), and the dying container init waits for that zombie (zap_pid_ns_processes).
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    pid = 0
     try:
         pf = tmp_path / "p"
         runp("exec", "-d", "--pid-file", str(pf), "--cgroup", f"{ctrl}:sub", cid, "sleep", "100")
@@ -270,12 +271,19 @@ def test_sub_cgroup(runp, bundle, cid, tmp_path):
         assert line.endswith("/sub"), line
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+        pid = 0
         p = runp("exec", "--cgroup", "pids:missing", cid, "true", check=False)
         assert p.returncode != 0 and b"missing" in p.stderr
         p = runp("exec", "--cgroup", "../escape", cid, "true", check=False)
         assert p.returncode != 0 and b"--cgroup" in p.stderr
     finally:
         libc.prctl(36, 0, 0, 0, 0)
+        if pid:  # failed half-way: the exec'd process is still ours to kill and reap
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
         runp("delete", "-f", cid)
         assert not sub.exists()
     wait_gone(init)
