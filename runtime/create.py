@@ -19,22 +19,12 @@ from .log import log
 from .state import CONFIG_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time, write_atomic
 
 
-def validate(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
-    """Everything that can be checked before anything is created."""
-    if spec.linux.sysctl:  # only namespaced ones: the others would change the host
-        from .linux.mounts import check_sysctls
-        check_sysctls(spec)
+def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
+    """The flags against the config; the config itself is checked by the init, in parallel
+    (runtime.init.check_config)."""
     proc = spec.process
-    if proc is None:  # allowed until start (config.md), which then fails
+    if proc is None:
         return
-    from .linux import capabilities
-    capabilities.parse(proc.capabilities)
-    if spec.linux.seccomp is not None:
-        from .linux import seccomp
-        seccomp.validate(spec.linux.seccomp)
-    if proc.scheduler is not None or proc.io_priority is not None or spec.linux.personality is not None:
-        from .linux import sched
-        sched.validate(proc.scheduler, proc.io_priority, spec.linux.personality)
     if proc.terminal and not opts.console_socket and not foreground:
         raise RuntimeFailure("cannot allocate tty if runp will detach without setting console socket")
     if not proc.terminal and opts.console_socket:
@@ -61,9 +51,9 @@ class Creator:
         """Fork the container's first process at once: it imports what it needs and enters
         its namespaces while we check the config and make the state dir and the cgroup; it
         waits for our "go" (with the exec fifo) before it touches anything outside itself."""
+        validate_options(self.spec, self.opts, self.foreground)
         pipe = self._fork()
         log.phase("fork")
-        validate(self.spec, self.opts, self.foreground)
         proc = self.spec.process
         if self.spec.linux.mount_label or proc and (proc.apparmor_profile or proc.selinux_label):
             from .process import note_ignored_labels

@@ -135,6 +135,7 @@ def child_main(spec: Spec, pipe: InitPipe, opts: InitOptions, direct: bool = Fal
         lsys.close_range_from(3, {k for k in keep if k >= 0})
         _preload(spec)
         log.phase("init imports")
+        check_config(spec)
         if direct:  # entering namespaces changes nothing outside us: no need to wait for it
             in_userns = _enter_namespaces(spec, pipe, direct)
             _wait_for_go(spec, pipe, opts)
@@ -162,6 +163,27 @@ def describe(e: BaseException) -> str:
         where = f"{e.filename}: " if e.filename else ""
         return f"{where}{e.strerror or e}"
     return f"{type(e).__name__}: {e}"
+
+
+def check_config(spec: Spec) -> None:
+    """What create can check before anything is made. Checked here, before "go", while the
+    parent makes the state dir and the cgroup (which it removes again on our error): that
+    keeps these checks off create's critical path. Nothing outside this process has changed
+    yet; a namespace entered so far is ours alone."""
+    if spec.linux.sysctl:  # only namespaced ones: the others would change the host
+        from .linux.mounts import check_sysctls
+        check_sysctls(spec)
+    proc = spec.process
+    if proc is None:  # allowed until start (config.md), which then fails
+        return
+    from .linux import capabilities
+    capabilities.parse(proc.capabilities)
+    if spec.linux.seccomp is not None:
+        from .linux import seccomp
+        seccomp.validate(spec.linux.seccomp)
+    if proc.scheduler is not None or proc.io_priority is not None or spec.linux.personality is not None:
+        from .linux import sched
+        sched.validate(proc.scheduler, proc.io_priority, spec.linux.personality)
 
 
 def _wait_for_go(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
