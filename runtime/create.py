@@ -1,5 +1,5 @@
-"""`create` on the parent side: fork the container's first process, check the config, make
-the state dir and the cgroup, answer the init over the init pipe, and record the state.
+"""`create` on the parent side: fork the container's first process (which checks the config),
+make the state dir and the cgroup, answer the init over the init pipe, and record the state.
 
 A Creator owns everything made so far, so a failure at any point undoes all of it. The
 container side of the same handshake is runtime.init.
@@ -48,8 +48,8 @@ class Creator:
         self.dir_made = False  # the state dir is ours to remove (not another container's)
 
     def run(self) -> None:
-        """Fork the container's first process at once: it imports what it needs and enters
-        its namespaces while we check the config and make the state dir and the cgroup; it
+        """Fork the container's first process at once: it imports what it needs, checks the
+        config and enters its namespaces while we make the state dir and the cgroup; it
         waits for our "go" (with the exec fifo) before it touches anything outside itself."""
         validate_options(self.spec, self.opts, self.foreground)
         pipe = self._fork()
