@@ -64,8 +64,10 @@ class Container:
             return "stopped"
         if os.path.exists(self.dir.file(FIFO_FILE)):
             return "created"
-        if self.state.cgroup and self.cgroup().frozen():
-            return "paused"
+        if self.state.cgroup:
+            from .linux.cgroup_recorded import frozen  # not the whole cgroups package
+            if frozen(self.state.cgroup):
+                return "paused"
         return "running"
 
     def oci_state(self) -> dict:
@@ -276,8 +278,9 @@ class Container:
                 except OSError as e:
                     log.warning(f"unmount {st.rootfs}: {e}")
             if st.cgroup:
+                from .linux.cgroup_recorded import remove_recorded
                 try:
-                    self.cgroup().destroy()
+                    remove_recorded(st.cgroup)
                 except OSError as e:
                     log.warning(f"remove cgroup: {e}")
         self.dir.remove()

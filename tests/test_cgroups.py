@@ -20,6 +20,7 @@ import pytest
 
 from runtime.errors import ConfigError, RuntimeFailure
 from runtime.linux import cgroups as cg
+from runtime.linux.cgroup_recorded import rmdir_retry
 from runtime.linux.cgroups import common, devices, systemd, v2
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for real cgroups")
@@ -71,7 +72,7 @@ def _force_remove(name: str) -> list[str]:
     left = []
     for top in tops:
         for dirpath, _, _ in os.walk(top, topdown=False):
-            if common.rmdir_retry(dirpath, True) is not None:
+            if rmdir_retry(dirpath, True) is not None:
                 left.append(dirpath)
     return left
 

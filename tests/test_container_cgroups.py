@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from runtime.linux import cgroups as cg
+from runtime.linux.cgroup_recorded import rmdir_retry
 from runtime.linux.cgroups import common
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for real cgroups")
@@ -218,7 +219,7 @@ def _kill_and_remove(d: str) -> None:
                 except OSError:
                     pass
     for sub, _, _ in os.walk(d, topdown=False):
-        common.rmdir_retry(sub, True)
+        rmdir_retry(sub, True)
 
 
 @pytest.fixture(autouse=True)

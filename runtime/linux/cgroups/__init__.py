@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from ...errors import ConfigError, RuntimeFailure
+from .. import cgroup_recorded
 from . import common
 
 __all__ = ["detect", "open_manager", "Manager"]
@@ -122,13 +123,7 @@ class Manager:
 
     def dirs(self) -> list[str]:
         """The container's cgroup directories (each once): v1 hierarchies, then cgroup2."""
-        out: list[str] = []
-        for d in self.paths.values():
-            if d not in out:
-                out.append(d)
-        if self.unified and self.unified not in out:
-            out.append(self.unified)
-        return out
+        return cgroup_recorded.dirs(self.paths, self.unified)
 
     def _v2_controllers(self) -> set[str]:
         if self._v2ctl is None:
@@ -199,34 +194,11 @@ class Manager:
         self._v2ctl = None
 
     def destroy(self) -> None:
-        """Remove the directories create() made, deepest first; the container's own cgroup
-        with any sub-cgroups made inside it (retrying EBUSY for about a second while processes
-        exit). Parents that existed before, or that other cgroups still use, stay."""
-        import errno
-        import time
-        leaves = set(self.dirs())
-        pending = sorted(self.created, key=lambda p: p.count("/"), reverse=True)
-        failed: dict[str, OSError] = {}
-        delay = 0.001
-        for attempt in range(11):
-            failed = {}
-            for d in pending:
-                if d in leaves:
-                    err = common.remove_tree(d, retry=False)
-                else:
-                    err = common.rmdir_retry(d, False)
-                    if err is not None and err.errno in (errno.EBUSY, errno.ENOTEMPTY):
-                        err = None      # still used by other cgroups: keep it
-                if err is not None:
-                    failed[d] = err
-            if not any(e.errno == errno.EBUSY for e in failed.values()):
-                break
-            time.sleep(delay)
-            delay *= 2
-        self.created = [d for d in self.created if os.path.isdir(d)]
-        if failed:
-            raise RuntimeFailure("cannot remove cgroup " + "; ".join(
-                f"{d}: {e.strerror}" for d, e in failed.items()))
+        """Remove the directories create() made (cgroup_recorded.remove)."""
+        try:
+            cgroup_recorded.remove(self.dirs(), self.created)
+        finally:
+            self.created = [d for d in self.created if os.path.isdir(d)]
 
     def add_pid(self, pid: int) -> None:
         """Move a process into every hierarchy (each v1 one and the cgroup2 one)."""
@@ -441,11 +413,7 @@ class Manager:
         w = self.where("freezer")
         if w is None:
             return False
-        if w[0] == "v1":
-            from . import v1
-            return v1.frozen(w[1])
-        from . import v2
-        return v2.frozen(w[1])
+        return cgroup_recorded.is_frozen(*w)
 
     def kill_all(self, sig: int) -> None:
         """Signal every process: SIGKILL through cgroup.kill where the kernel has it, else

@@ -5,7 +5,6 @@ Only `os` is imported here: `runp delete`/`pause`/`ps` reopen a manager and must
 from __future__ import annotations
 
 import os
-import time
 
 from ...errors import ConfigError, RuntimeFailure, json_type
 
@@ -138,42 +137,6 @@ def mkdirs(path: str, created: list[str]) -> None:
         except FileExistsError:
             continue
         created.append(d)
-
-
-def rmdir_retry(path: str, retry: bool) -> OSError | None:
-    """rmdir, retrying EBUSY for about a second (processes still exiting). None when gone."""
-    delay = 0.001
-    for _ in range(11 if retry else 1):
-        try:
-            os.rmdir(path)
-            return None
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            if e.errno != 16 or not retry:  # EBUSY
-                return e
-            err = e
-        time.sleep(delay)
-        delay *= 2
-    return err
-
-
-def remove_tree(path: str, retry: bool = True) -> OSError | None:
-    """Remove a cgroup and the sub-cgroups the container made inside it, deepest first."""
-    if rmdir_retry(path, False) is None:
-        return None
-    try:
-        entries = list(os.scandir(path))
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        return e
-    for e in entries:
-        if e.is_dir(follow_symlinks=False):
-            err = remove_tree(e.path, retry)
-            if err is not None:
-                return err
-    return rmdir_retry(path, retry)
 
 
 def procs(dirpath: str, recursive: bool = True) -> list[int]:

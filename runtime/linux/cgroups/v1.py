@@ -318,22 +318,6 @@ def thaw(d: str) -> None:
         raise RuntimeFailure(f"thawing {d}: {e.strerror}") from None
 
 
-def frozen(d: str) -> bool:
-    for _ in range(10000):
-        try:
-            state = common.read(d, "freezer.state").strip()
-        except OSError:
-            return False
-        if state == "THAWED":
-            return False
-        if state == "FROZEN":
-            # frozen because an ancestor is (self_freezing 0) is not "paused" for this cgroup
-            self_f = common.try_read(d, "freezer.self_freezing")
-            return self_f is None or self_f.strip() == "1"
-        time.sleep(0.001)
-    return True
-
-
 # --- statistics ---------------------------------------------------------------------------------
 
 def _memory_entry(d: str, prefix: str) -> dict | None:

@@ -258,10 +258,6 @@ def thaw(d: str) -> None:
         raise RuntimeFailure(f"thawing {d}: {e.strerror}") from None
 
 
-def frozen(d: str) -> bool:
-    return (common.try_read(d, "cgroup.freeze") or "0").strip() == "1"
-
-
 def kill(d: str) -> bool:
     """cgroup.kill (Linux 5.14): SIGKILL everything below d. False when not available."""
     try:
