@@ -9,12 +9,11 @@ dict is what cgroups.Manager.to_dict() wrote: {"paths": {controller: dir}, "unif
 """
 from __future__ import annotations
 
+import errno
 import os
 import time
 
 from ..errors import RuntimeFailure
-
-_EBUSY, _ENOTEMPTY = 16, 39
 
 
 def dirs(paths: dict[str, str], unified: str | None) -> list[str]:
@@ -81,11 +80,11 @@ def remove(leaves: list[str], created: list[str]) -> None:
                 err = remove_tree(d, retry=False)
             else:
                 err = rmdir_retry(d, False)
-                if err is not None and err.errno in (_EBUSY, _ENOTEMPTY):
+                if err is not None and err.errno in (errno.EBUSY, errno.ENOTEMPTY):
                     err = None  # still used by other cgroups: keep it
             if err is not None:
                 failed[d] = err
-        if not any(e.errno == _EBUSY for e in failed.values()):
+        if not any(e.errno == errno.EBUSY for e in failed.values()):
             break
         time.sleep(delay)
         delay *= 2
@@ -104,7 +103,7 @@ def rmdir_retry(path: str, retry: bool) -> OSError | None:
         except FileNotFoundError:
             return None
         except OSError as e:
-            if e.errno != _EBUSY or not retry:
+            if e.errno != errno.EBUSY or not retry:
                 return e
             err = e
         time.sleep(delay)
