@@ -54,10 +54,8 @@ class Creator:
         validate_options(self.spec, self.opts, self.foreground)
         pipe = self._fork()
         log.phase("fork")
-        proc = self.spec.process
-        if self.spec.linux.mount_label or proc and (proc.apparmor_profile or proc.selinux_label):
-            from .process import note_ignored_labels
-            note_ignored_labels(proc, self.spec.linux.mount_label)
+        from .process import note_ignored_labels  # (imported by _fork already)
+        note_ignored_labels(self.spec.process, self.spec.linux.mount_label)
         fifo_fd = self._make_state_dir()
         self._open_cgroup()
         if self.spec.linux.namespace("mount") is None:
@@ -129,7 +127,7 @@ class Creator:
         from .linux import fdpass
         go = {"cgroup": None}
         if self.cgroup is not None:  # for cgroup_mount.CgroupPaths: [[mountpoint, [controllers]]]
-            v1 = [[mnt, sorted(ctrls)] for mnt, ctrls in self.cgroup.hierarchies]
+            v1 = [[mnt, sorted(ctrls)] for mnt, _root, ctrls in self.cgroup.hierarchies]
             go = {"cgroup": self.cgroup.to_dict(), "v1": v1}
         fds = [fifo_fd] + ([console_fd] if console_fd >= 0 else [])
         try:
@@ -207,7 +205,7 @@ class Creator:
             elif kind == "cgroupmade":  # answered here, so after _make_cgroup
                 _ok(pipe)
             elif kind == "cgroupleave":  # late join: back out once the cgroup ns is made
-                _move_to_own_cgroups(self.cgroup, self.init_pid)
+                self.cgroup.move_to_runtime_cgroups(self.init_pid)
                 _ok(pipe)
             elif kind == "hooks":
                 _ok(pipe, self._prestart_hooks().decode())
@@ -316,30 +314,6 @@ def _ok(pipe, payload: str = "") -> None:
         pipe.send("ok", payload)
     except (BrokenPipeError, ConnectionResetError):
         pass
-
-
-def _move_to_own_cgroups(mgr, pid: int) -> None:
-    """Put the init back into the cgroups it was forked in (ours), in every hierarchy the
-    container uses."""
-    from .linux.cgroups import common
-    own = common.own_cgroups()
-    dirs = []
-    for mnt, root, ctrls in common.v1_mounts() if mgr.paths else ():
-        c = next((c for c in sorted(ctrls) if c in mgr.paths and c in own), None)
-        if c is not None:
-            o = own[c]
-            if root != "/" and (o == root or o.startswith(root + "/")):
-                o = o[len(root):] or "/"
-            dirs.append(common.join(mnt, o))
-    if mgr.unified:
-        base = common.CGROUP_ROOT if mgr.mode == "v2" else common.UNIFIED_HYBRID
-        dirs.append(common.join(base, own.get("", "/")))
-    for d in dirs:
-        try:
-            common.write(d, "cgroup.procs", str(pid))
-        except OSError as e:
-            raise RuntimeFailure(f"cannot move the init back to cgroup {d}: {e.strerror}") \
-                from None
 
 
 def forward_notify_fd(pipe, spec: spec_mod.Spec, fds: list[int], state: bytes, pid: int) -> None:

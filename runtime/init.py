@@ -187,8 +187,8 @@ def check_config(spec: Spec) -> None:
 
 
 def _wait_for_go(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
-    """Until the parent has checked the config and made the state dir, nothing outside this
-    process may change: it sends "go" with the exec fifo (and console) and the cgroup paths."""
+    """Until the parent has made the state dir (the id is ours), nothing outside this process
+    may change: it sends "go" with the exec fifo (and console) and the cgroup paths."""
     kind, payload = pipe.recv()
     fds = pipe.last_fds
     if kind != "go":

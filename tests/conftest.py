@@ -137,6 +137,20 @@ def proc_alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
+def cgroup_roots() -> list[str]:
+    """Every cgroup hierarchy root the runtime may put a container in: the v1 hierarchies and
+    the cgroup2 tree (all of it on a pure v2 host, the unified one on a hybrid host)."""
+    from runtime.linux import cgroups as cg
+    from runtime.linux.cgroups import common
+    mode = cg.detect()
+    roots = [m for m, _, _ in common.v1_mounts()] if mode in ("v1", "hybrid") else []
+    if mode == "v2":
+        roots.append(common.CGROUP_ROOT)
+    elif mode == "hybrid":
+        roots.append(common.UNIFIED_HYBRID)
+    return roots
+
+
 def make_traversable(path: Path) -> None:
     """o+x on every parent, so root of a user namespace (an unprivileged host uid) can reach
     the bundle, as it must for runc too."""

@@ -18,6 +18,7 @@ import uuid
 
 import pytest
 
+from conftest import cgroup_roots
 from runtime.errors import ConfigError, RuntimeFailure
 from runtime.linux import cgroups as cg
 from runtime.linux.cgroup_recorded import rmdir_retry
@@ -33,17 +34,6 @@ MiB = 1 << 20
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-def _all_roots() -> list[str]:
-    roots = []
-    if HAS_V1:
-        roots += [m for m, _, _ in common.v1_mounts()]
-    if MODE == "v2":
-        roots.append(common.CGROUP_ROOT)
-    elif MODE == "hybrid":
-        roots.append(common.UNIFIED_HYBRID)
-    return roots
-
 
 def _kill_tree(d: str) -> None:
     for p in common.procs(d):
@@ -65,7 +55,7 @@ def _kill_tree(d: str) -> None:
 
 def _force_remove(name: str) -> list[str]:
     """Kill what is left in /<name> in every hierarchy (thawing it), then remove the dirs."""
-    tops = [root + name for root in _all_roots() if os.path.isdir(root + name)]
+    tops = [root + name for root in cgroup_roots() if os.path.isdir(root + name)]
     for top in tops:
         for dirpath, _, _ in os.walk(top, topdown=False):
             _kill_tree(dirpath)

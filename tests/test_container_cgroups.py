@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cgroup_roots, proc_alive
 from runtime.linux import cgroups as cg
 from runtime.linux.cgroup_recorded import rmdir_retry
 from runtime.linux.cgroups import common
@@ -33,22 +34,10 @@ _V2_NAME = {"blkio": "io"}
 
 # --- host facts ---------------------------------------------------------------------------------
 
-def all_roots() -> list[str]:
-    """Every hierarchy root the runtime may put a container in."""
-    roots = []
-    if MODE in ("v1", "hybrid"):
-        roots += [m for m, _, _ in common.v1_mounts()]
-    if MODE == "v2":
-        roots.append(common.CGROUP_ROOT)
-    elif MODE == "hybrid":
-        roots.append(common.UNIFIED_HYBRID)
-    return roots
-
-
 def dirs_named(part: str) -> list[str]:
     """Cgroup directories anywhere on the host whose name contains `part`."""
     out = []
-    for root in all_roots():
+    for root in cgroup_roots():
         for dirpath, dirnames, _ in os.walk(root):
             out += [os.path.join(dirpath, d) for d in dirnames if part in d]
     return out
@@ -643,14 +632,6 @@ def test_pause_stopped_container_fails(runp, bundle, cid):
 
 # --- kill --all, delete -----------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
-
-
 def _wait_procs(d: str, n: int, timeout: float = 20) -> list[int]:
     deadline = time.monotonic() + timeout
     while len(pids := procs_of(d)) < n:
@@ -670,8 +651,8 @@ def test_kill_all_reaches_every_process(runp, bundle, cid):
     pids = _wait_procs(d, 3)
     runp("kill", "--all", cid, "KILL")
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids):
-        assert time.monotonic() < deadline, [p for p in pids if _alive(p)]
+    while any(proc_alive(p) for p in pids):
+        assert time.monotonic() < deadline, [p for p in pids if proc_alive(p)]
         time.sleep(0.02)
     wait_status(runp, cid, "stopped")
     assert all(not procs_of(x) for x in rec_dirs(rec))
@@ -688,10 +669,10 @@ def test_kill_all_signals_each_process(runp, bundle, cid):
     init = runp.state(cid)["pid"]
     runp("kill", "--all", cid, "TERM")
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids if p != init):
+    while any(proc_alive(p) for p in pids if p != init):
         assert time.monotonic() < deadline
         time.sleep(0.02)
-    assert _alive(init)
+    assert proc_alive(init)
     assert runp.state(cid)["status"] == "running"
     delete(runp, cid, rec)
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import proc_alive
+
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 IN_CONTAINER = ("createContainer", "startContainer")
 
@@ -57,14 +59,6 @@ def add_hooks(bundle, logdir: Path, kinds=KINDS, **per_kind) -> None:
 def order(logdir: Path) -> list[str]:
     p = logdir / "order"
     return p.read_text().split() if p.exists() else []
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
 
 
 def wait_for(pred, timeout: float = 10.0) -> None:
@@ -166,7 +160,7 @@ def test_failing_create_hook_leaves_nothing(runp, bundle, cid, logdir, kind):
     if kind == "createContainer":
         assert init == 1  # as the container sees it; the cgroup check below covers it
     else:
-        wait_for(lambda: not alive(init))
+        wait_for(lambda: not proc_alive(init))
     for d in cgroup_dirs(bundle, cid):
         assert not os.path.exists(d), d
 
@@ -259,7 +253,7 @@ def test_hook_timeout_kills_it(runp, bundle, cid, logdir):
     assert time.monotonic() - t0 < 20
     for f in ("hook.pid", "child.pid"):
         pid = int((logdir / f).read_text())
-        wait_for(lambda: not alive(pid), timeout=5)
+        wait_for(lambda: not proc_alive(pid), timeout=5)
     assert cid not in runp.ids()
 
 

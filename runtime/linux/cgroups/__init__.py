@@ -69,21 +69,18 @@ def open_manager(cgroups_path: str | None, container_id: str, *, systemd: bool =
                 d = common.join(mnt, inner)
             else:
                 assert own is not None
-                o = next((own[c] for c in sorted(ctrls) if c in own), "/")
-                if root != "/" and (o == root or o.startswith(root + "/")):
-                    o = o[len(root):] or "/"
-                d = common.join(mnt, o, inner)
+                d = common.join(common.own_v1_dir(mnt, root, ctrls, own), inner)
             for c in ctrls:
                 paths[c] = d
     if mode in ("v2", "hybrid"):
-        base = common.CGROUP_ROOT if mode == "v2" else common.UNIFIED_HYBRID
+        base = common.v2_root(mode)
         if absolute:
             unified = common.join(base, inner)
         else:
             assert own is not None
             unified = common.join(base, os.path.dirname(own.get("", "/")) or "/", inner)
     mgr = Manager(mode, paths, unified, [], unit)
-    mgr.hierarchies = [(mnt, ctrls) for mnt, _root, ctrls in hierarchies]
+    mgr.hierarchies = hierarchies
     return mgr
 
 
@@ -98,9 +95,9 @@ class Manager:
         self.created = list(created or [])
         self.systemd = systemd
         self._v2ctl: set[str] | None = None
-        # (mountpoint, controllers) of the host's v1 hierarchies, as open_manager() found them
-        # (the init's cgroup mounts need them); not kept in state.json
-        self.hierarchies: list[tuple[str, frozenset[str]]] = []
+        # the host's v1 hierarchies as open_manager() found them (common.v1_mounts(): the
+        # init's cgroup mounts need them); not kept in state.json
+        self.hierarchies: list[tuple[str, str, frozenset[str]]] = []
 
     # --- persistence ----------------------------------------------------------------------
 
@@ -173,9 +170,8 @@ class Manager:
         try:
             for d in self.dirs():
                 if d == self.unified:
-                    base = common.CGROUP_ROOT if self.mode == "v2" else common.UNIFIED_HYBRID
                     common.mkdirs(d, created)
-                    common.enable_controllers(base, d)
+                    common.enable_controllers(common.v2_root(self.mode), d)
                     continue
                 common.mkdirs(d, created)
                 if d == self.paths.get("cpuset"):
@@ -208,6 +204,24 @@ class Manager:
             except OSError as e:
                 raise RuntimeFailure(f"cannot add process {pid} to cgroup {d}: {e.strerror}") \
                     from None
+
+    def move_to_runtime_cgroups(self, pid: int) -> None:
+        """Put a process back into the cgroups runp itself is in, in every hierarchy the
+        container uses (the init, after a visit to make its cgroup namespace there)."""
+        own = common.own_cgroups()
+        dirs = []
+        if self.paths:
+            for mnt, root, ctrls in self.hierarchies or common.v1_mounts():
+                if any(c in self.paths and c in own for c in ctrls):
+                    dirs.append(common.own_v1_dir(mnt, root, ctrls, own))
+        if self.unified:
+            dirs.append(common.join(common.v2_root(self.mode), own.get("", "/")))
+        for d in dirs:
+            try:
+                common.write(d, "cgroup.procs", str(pid))
+            except OSError as e:
+                raise RuntimeFailure(f"cannot move process {pid} back to cgroup {d}: "
+                                     f"{e.strerror}") from None
 
     # --- resources ------------------------------------------------------------------------
 

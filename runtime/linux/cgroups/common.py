@@ -215,6 +215,21 @@ def own_cgroups(pid: int | str = "self") -> dict[str, str]:
     return out
 
 
+def own_v1_dir(mnt: str, root: str, ctrls: frozenset[str], own: dict[str, str]) -> str:
+    """Our own cgroup in the v1 hierarchy mounted at `mnt` (a mount that shows the hierarchy
+    from `root` down), given own_cgroups()."""
+    o = next((own[c] for c in sorted(ctrls) if c in own), "/")
+    if root != "/" and (o == root or o.startswith(root + "/")):
+        o = o[len(root):] or "/"
+    return join(mnt, o)
+
+
+def v2_root(mode: str) -> str:
+    """Where the cgroup2 tree is mounted: all of /sys/fs/cgroup (v2), or its unified part
+    (hybrid)."""
+    return CGROUP_ROOT if mode == "v2" else UNIFIED_HYBRID
+
+
 def clean_path(path: str) -> str:
     """Lexically clean a cgroup path; ".." never climbs above the start ("/" for both kinds)."""
     absolute = path.startswith("/")
@@ -384,9 +399,6 @@ def init_cpuset(d: str) -> None:
                     except OSError as e:
                         raise RuntimeFailure(f"cannot initialise {d}/{name}: {e.strerror}") \
                             from None
-
-
-# --- pids, blkio, hugetlb, network, rdma --------------------------------------------------------
 
 
 def controllers(d: str) -> set[str]:
