@@ -2,7 +2,6 @@
 namespaces and cgroup of the new process, user namespaces, paused and stopped containers."""
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -38,12 +37,11 @@ def status_field(text: str, name: str) -> str:
     raise AssertionError(f"{name} not in {text!r}")
 
 
-alive = proc_alive
 
 
 def wait_gone(pid: int, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
-    while alive(pid):
+    while proc_alive(pid):
         assert time.monotonic() < deadline, f"pid {pid} still alive"
         time.sleep(0.02)
 
@@ -198,7 +196,7 @@ def test_detach_pid_file(runp, bundle, cid, tmp_path):
     text = pf.read_text()
     assert text.isdigit(), repr(text)  # decimal, no newline
     pid = int(text)
-    assert alive(pid)
+    assert proc_alive(pid)
     assert Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x00100\x00"
     assert not list(tmp_path.glob("exec.pid.*")), "temporary pid file left behind"
     for ns in ("pid", "mnt", "net", "ipc", "uts", "cgroup"):
@@ -249,6 +247,7 @@ def test_in_container_cgroup(runp, bundle, cid, tmp_path):
 
 def test_sub_cgroup(runp, bundle, cid, tmp_path):
     init = start(runp, bundle, cid)
+    from runtime.linux import sys as lsys
     from runtime.linux.cgroups import Manager
     st = json.loads((runp.root / cid / "state.json").read_text())
     mgr = Manager.from_dict(st["runp"]["cgroup"])
@@ -259,8 +258,7 @@ def test_sub_cgroup(runp, bundle, cid, tmp_path):
     # The exec'd process outlives `runp exec -d` and is re-parented to the nearest subreaper:
     # be it, and reap it. Else its zombie waits for the host's pid 1 (this VM's reaps only now
     # and then), and the dying container init waits for that zombie (zap_pid_ns_processes).
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    lsys.set_child_subreaper()
     pid = 0
     try:
         pf = tmp_path / "p"
@@ -277,7 +275,7 @@ def test_sub_cgroup(runp, bundle, cid, tmp_path):
         p = runp("exec", "--cgroup", "../escape", cid, "true", check=False)
         assert p.returncode != 0 and b"--cgroup" in p.stderr
     finally:
-        libc.prctl(36, 0, 0, 0, 0)
+        lsys.prctl(lsys.PR_SET_CHILD_SUBREAPER, 0)
         if pid:  # failed half-way: the exec'd process is still ours to kill and reap
             try:
                 os.kill(pid, signal.SIGKILL)
