@@ -14,6 +14,7 @@ import struct
 from ..errors import RuntimeFailure
 from ..spec import Mount, Spec
 from . import paths
+from .mountinfo import unescape as _unescape
 from . import sys as lsys
 
 # option -> (clear, set) on the mount flags
@@ -517,12 +518,6 @@ def _mount_point_of(path: str) -> str:
             if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
                 best = mp
     return best
-
-
-def _unescape(s: str) -> str:
-    if "\\" not in s:
-        return s
-    return s.encode().decode("unicode_escape")
 
 
 def _locked_flags(path: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from ...errors import ConfigError, RuntimeFailure, json_type
+from ..mountinfo import unescape as _unescape
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 UNIFIED_HYBRID = "/sys/fs/cgroup/unified"
@@ -157,20 +158,6 @@ def procs(dirpath: str, recursive: bool = True) -> list[int]:
 
 
 # --- discovery ------------------------------------------------------------------------------------
-
-def _unescape(s: str) -> str:
-    if "\\" not in s:
-        return s
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and len(s[i + 1:i + 4]) == 3 and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
 
 def v1_mounts() -> list[tuple[str, str, frozenset[str]]]:
     """The mounted cgroup v1 hierarchies the runtime uses: (mountpoint, mount root, controllers).
