@@ -126,6 +126,8 @@ class RootfsBuilder:
         self.cgroup_mounter = cgroup_mounter  # callable(dest_fd, mount) for "cgroup" mounts
         self.rootfd = -1
         self._null = -1  # the verified /dev/null that masks files (see _dev_null)
+        # mounts whose "ro"/"rro" waits for finish(): (fd of the mount, recursive, mount)
+        self._ro_later: list[tuple[int, bool, Mount]] = []
 
     # --- phase 1: before the mounts ------------------------------------------------------------
     def prepare(self) -> None:
@@ -188,6 +190,7 @@ class RootfsBuilder:
         if fstype in ("proc", "sysfs"):
             self._ordinary_dir_only(m.destination, fstype)
         dest_fd = paths.mkdir_all(self.rootfd, m.destination)
+        ro_later = self._defer_read_only(m, opts)
         try:
             target = paths.fd_path(dest_fd)
             if opts.tmpcopyup:
@@ -199,14 +202,36 @@ class RootfsBuilder:
                     pass  # SELinux context= is only meaningful where SELinux is enabled
                 lsys.mount(m.source or fstype, target, fstype or None, flags, data)
             # the fd still points at the directory under the new mount: reopen to apply
-            if opts.propagation or opts.rec_set or opts.rec_clear:
+            if opts.propagation or opts.rec_set or opts.rec_clear or ro_later is not None:
                 top = paths.open_in_root(self.rootfd, m.destination)
                 try:
                     self._post(top, opts)
+                    if ro_later is not None:
+                        self._ro_later.append((top, ro_later, m))
+                        top = -1
                 finally:
-                    os.close(top)
+                    if top >= 0:
+                        os.close(top)
         finally:
             os.close(dest_fd)
+
+    @staticmethod
+    def _defer_read_only(m: Mount, opts: MountOptions) -> bool | None:
+        """runc mounts a tmpfs and whatever is mounted on /dev writable and makes them
+        read-only at the end (finalizeRootfs): what goes under them (/dev/pts, the devices,
+        /dev/console, mount points) must be made first. Takes "ro" (and "rro") out of `opts`
+        for such a mount; returns None if there is nothing to defer, else whether the
+        read-only flag is to be applied recursively. A read-only bind stays read-only from
+        the start (as in runc): a mount point under it would be made in the host's directory."""
+        dev = os.path.normpath("/" + m.destination.lstrip("/")) == "/dev"
+        if not (m.type == "tmpfs" or opts.tmpcopyup or dev):
+            return None
+        recursive = bool(opts.rec_set & MOUNT_ATTR_RDONLY)
+        if not (recursive or opts.flags & lsys.MS_RDONLY):
+            return None
+        opts.flags &= ~lsys.MS_RDONLY
+        opts.rec_set &= ~MOUNT_ATTR_RDONLY
+        return recursive
 
     def _ordinary_dir_only(self, dest: str, fstype: str) -> None:
         """procfs and sysfs go on an ordinary directory, never through a symlink in its place
@@ -257,13 +282,11 @@ class RootfsBuilder:
         tmp = tempfile.mkdtemp(prefix="runp-tmpcopyup-")
         mounted = False
         try:
-            # writable for the copy; "ro" is applied afterwards (as runc does)
+            # writable for the copy ("ro" waits for finish(), as in runc)
             lsys.mount("tmpfs", tmp, "tmpfs", opts.flags & ~lsys.MS_RDONLY, ",".join(opts.data))
             mounted = True
             src = paths.fd_path(dest_fd)
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
-            if opts.flags & lsys.MS_RDONLY:
-                lsys.mount(None, tmp, None, opts.flags | lsys.MS_REMOUNT | lsys.MS_BIND)
             lsys.mount(tmp, src, None, lsys.MS_MOVE)
             mounted = False
         finally:
@@ -405,8 +428,9 @@ class RootfsBuilder:
 
     # --- phase 4: after the switch -----------------------------------------------------------------
     def finish(self) -> None:
-        """Read-only root, masked paths, read-only paths, /dev/ptmx sanity."""
+        """Deferred read-only mounts, read-only paths, masked paths, read-only root."""
         lx = self.spec.linux
+        self._read_only_now()
         for p in lx.readonly_paths:
             self._readonly(p)
         try:
@@ -421,6 +445,21 @@ class RootfsBuilder:
                        | _locked_flags("/"))
         os.close(self.rootfd)
         self.rootfd = -1
+
+    def _read_only_now(self) -> None:
+        """The "ro" that mount_one deferred, on exactly the mounts it made (held by fd, so a
+        mount stacked on one later, or a path changed since, cannot redirect it)."""
+        todo, self._ro_later = self._ro_later, []
+        try:
+            for fd, recursive, m in todo:
+                try:
+                    mount_setattr(fd, MOUNT_ATTR_RDONLY, 0, recursive)
+                except OSError as e:
+                    raise RuntimeFailure(f"config.json: mounts[{m.index}]: make {m.destination} "
+                                         f"read-only: {e.strerror or e}") from None
+        finally:
+            for fd, _, _ in todo:
+                os.close(fd)
 
     def _readonly(self, path: str) -> None:
         try:
