@@ -3,6 +3,8 @@
 - A read-only tmpfs (a "ro" /dev above all) is mounted writable and made read-only at the end,
   after what goes under it (/dev/pts, the devices, /dev/console, mount points): runc's
   finalizeRootfs. A read-only bind stays read-only from the start, as in runc.
+- A tmpfs over an existing directory takes its mode unless mode= is given (runc 1.2; runc 1.1.5
+  chmods after mounting, so mode= loses there; crun 1.8.1 does not copy the mode at all).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 from conftest import new_id
 
 RUNC = shutil.which("runc")
+CRUN = shutil.which("crun")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
@@ -37,6 +40,13 @@ def run_in(cmd: list[str], bundle, *flags: str) -> tuple[int, str, str]:
 
 def runc_cmd(tmp_path: Path) -> list[str]:
     return [RUNC, "--root", str(tmp_path / "runc-root")]
+
+
+def crun_cmd(tmp_path: Path) -> list[str]:
+    """crun 1.8.1 refuses hybrid cgroups: run it where the unified tree is unmounted (GUIDE 5)."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'umount -l /sys/fs/cgroup/unified; exec crun "$@"', "sh",
+            "--root", str(tmp_path / "crun-root")]
 
 
 def mount(cfg: dict, dest: str, typ: str, source: str, *options: str) -> None:
@@ -209,3 +219,57 @@ def test_read_only_bind_with_mount_below(runp, bundle, cid, tmp_path, sub_exists
         code, theirs, _ = run_in(runc_cmd(tmp_path), bundle)
         assert (code == 0) == sub_exists
         assert theirs == p.stdout.decode()
+
+
+# --- item 12a: a tmpfs over a directory takes its mode ---------------------------------------------
+
+def mode_bundle(bundle):
+    root = bundle.rootfs
+    for name, mode in (("d700", 0o700), ("d2750", 0o2750), ("explicit", 0o700), ("copy", 0o700)):
+        (root / name).mkdir()
+        os.chmod(root / name, mode)
+    (root / "copy" / "file").write_text("kept\n")
+    cfg = bundle.config
+    for dest in ("/d700", "/tmp", "/d2750", "/missing"):
+        mount(cfg, dest, "tmpfs", "tmpfs", "nosuid")
+    mount(cfg, "/explicit", "tmpfs", "tmpfs", "nosuid", "mode=751")
+    mount(cfg, "/copy", "tmpfs", "tmpfs", "tmpcopyup")
+    return bundle.set_args("sh", "-c", "stat -c '%n %a' /d700 /tmp /d2750 /missing /explicit "
+                           "/copy; cat /copy/file")
+
+
+def test_tmpfs_takes_the_directory_mode(runp, make_bundle, cid, tmp_path):
+    """0700, 1777 and 2750 directories keep their mode under a tmpfs; a missing one gets
+    tmpfs's 1777; mode= wins over the directory's (runc 1.2). runc 1.1.5 agrees but for
+    mode=, which its chmod after mounting overrides; crun 1.8.1 takes mode= but never the
+    directory's mode: each is compared where it behaves as specified. (A fresh bundle each:
+    a runtime leaves the mount points it made in the rootfs.)"""
+    bundle = mode_bundle(make_bundle())
+    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode == 0, p.stderr
+    ours = p.stdout.decode().splitlines()
+    assert ours == ["/d700 700", "/tmp 1777", "/d2750 2750", "/missing 1777", "/explicit 751",
+                    "/copy 700", "kept"]
+    if RUNC is not None:
+        code, theirs, err = run_in(runc_cmd(tmp_path), mode_bundle(make_bundle()))
+        assert code == 0, err
+        theirs = theirs.splitlines()
+        assert theirs[:4] + theirs[5:] == ours[:4] + ours[5:]
+    if CRUN is not None:
+        bundle = mode_bundle(make_bundle())
+        bundle.config["ociVersion"] = "1.0.2"  # all crun 1.8.1 accepts
+        code, theirs, err = run_in(crun_cmd(tmp_path), bundle.write())
+        assert code == 0, err
+        assert theirs.splitlines()[3:5] == ours[3:5]
+
+
+def test_tmpcopyup_mode_option_wins(runp, bundle, cid):
+    """tmpcopyup copies the directory (its mode too); a mode= in the options still wins."""
+    (bundle.rootfs / "copy").mkdir(mode=0o700)
+    (bundle.rootfs / "copy" / "file").write_text("kept\n")
+    mount(bundle.config, "/copy", "tmpfs", "tmpfs", "tmpcopyup", "mode=755", "ro")
+    bundle.set_args("sh", "-c", "stat -c '%n %a' /copy; cat /copy/file; touch /copy/x "
+                    "2>/dev/null || echo read-only")
+    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode() == "/copy 755\nkept\nread-only\n"

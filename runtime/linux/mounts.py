@@ -189,7 +189,11 @@ class RootfsBuilder:
             return
         if fstype in ("proc", "sysfs"):
             self._ordinary_dir_only(m.destination, fstype)
-        dest_fd = paths.mkdir_all(self.rootfd, m.destination)
+        dest_fd, mode = self._mountpoint_dir(m.destination)
+        if mode is not None and (fstype == "tmpfs" or opts.tmpcopyup):
+            # a tmpfs over a directory takes its mode, unless the options give one (a later
+            # mode= wins): runc 1.2 does this (1.1 chmods, overriding mode=)
+            opts.data.insert(0, f"mode={mode:04o}")
         ro_later = self._defer_read_only(m, opts)
         try:
             target = paths.fd_path(dest_fd)
@@ -214,6 +218,15 @@ class RootfsBuilder:
                         os.close(top)
         finally:
             os.close(dest_fd)
+
+    def _mountpoint_dir(self, dest: str) -> tuple[int, int | None]:
+        """An fd of the directory `dest` in the root, made if missing; and its mode if it was
+        there already."""
+        try:
+            fd = paths.open_in_root(self.rootfd, dest, paths.O_PATH | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return paths.mkdir_all(self.rootfd, dest), None
+        return fd, stat.S_IMODE(os.fstat(fd).st_mode)
 
     @staticmethod
     def _defer_read_only(m: Mount, opts: MountOptions) -> bool | None:
@@ -287,6 +300,9 @@ class RootfsBuilder:
             mounted = True
             src = paths.fd_path(dest_fd)
             shutil.copytree(src, tmp, symlinks=True, dirs_exist_ok=True)
+            modes = [o for o in opts.data if o.startswith("mode=")]
+            if modes:  # copytree gave the root the directory's mode: the options' mode= wins
+                os.chmod(tmp, int(modes[-1][5:], 8))
             lsys.mount(tmp, src, None, lsys.MS_MOVE)
             mounted = False
         finally:
