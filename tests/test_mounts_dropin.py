@@ -1,27 +1,36 @@
-"""Mount behaviour callers get from runc (issue #19), side by side with it.
+"""Mount behaviour callers get from runc (issue #19, items 5, 7 and 12a), side by side with it.
 
 - A read-only tmpfs (a "ro" /dev above all) is mounted writable and made read-only at the end,
   after what goes under it (/dev/pts, the devices, /dev/console, mount points): runc's
   finalizeRootfs. A read-only bind stays read-only from the start, as in runc.
+- --no-pivot leaves nothing of the host's mount tree in the container's namespace (the kernel
+  then refuses a fresh procfs or sysfs in a nested user namespace, as with runc), and never
+  touches the host's namespace doing so.
 - A tmpfs over an existing directory takes its mode unless mode= is given (runc 1.2; runc 1.1.5
   chmods after mounting, so mode= loses there; crun 1.8.1 does not copy the mode at all).
 """
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import new_id
+from conftest import make_traversable, new_id
 
 RUNC = shutil.which("runc")
 CRUN = shutil.which("crun")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+USERNS = {"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+          "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -219,6 +228,174 @@ def test_read_only_bind_with_mount_below(runp, bundle, cid, tmp_path, sub_exists
         code, theirs, _ = run_in(runc_cmd(tmp_path), bundle)
         assert (code == 0) == sub_exists
         assert theirs == p.stdout.decode()
+
+
+# --- item 7: --no-pivot leaves no host mounts behind -----------------------------------------------
+
+NESTED = {  # fresh procfs / sysfs in a nested user namespace: allowed only if one is fully visible
+    "proc": "busybox unshare -r -m -p -f busybox mount -t proc proc /mnt",
+    "sysfs": "busybox unshare -r -m -n busybox mount -t sysfs sysfs /mnt",
+}
+
+
+def nested_mount(bundle, fs: str = "proc", userns: bool = False) -> None:
+    """The bundle's process tries the nested mount of `fs`, as uid 1000 (mapping uid 0 into a
+    nested user namespace needs CAP_SETFCAP, which the default capabilities lack)."""
+    cfg = bundle.config
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    if userns:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"].update(USERNS)
+        make_traversable(bundle.rootfs)
+    (bundle.rootfs / "mnt").mkdir()
+    bundle.set_args("sh", "-c", NESTED[fs] + " 2>&1 && echo MOUNTED; true")
+
+
+REFUSED = "mount: permission denied (are you root?)\n"
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+@pytest.mark.parametrize("fs", ["proc", "sysfs"])
+def test_no_pivot_nested_mount_refused(runp, bundle, cid, tmp_path, fs, userns, host_unchanged):
+    """Inside a --no-pivot container a nested user namespace cannot mount a fresh procfs or
+    sysfs: the host's are not left under the root (runp allowed it), as with runc (and as
+    without --no-pivot)."""
+    nested_mount(bundle, fs, userns)
+    for flags in ((), ("--no-pivot",)):
+        p = runp("run", *flags, "-b", str(bundle.path), new_id(), check=False)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.decode() == REFUSED, flags
+        if RUNC is not None:
+            code, theirs, err = run_in(runc_cmd(tmp_path), bundle, *flags)
+            assert (code, theirs) == (0, p.stdout.decode()), err
+
+
+NS_GET_MNTNS_ID = (2 << 30) | (8 << 16) | (0xB7 << 8) | 0x5  # _IOR(0xb7, 5, __u64)
+SYS_listmount = 458
+LSMT_ROOT = 0xFFFFFFFFFFFFFFFF
+
+
+def namespace_mount_count(pid: int) -> int:
+    """How many mounts the mount namespace of `pid` holds, reachable from its root or not
+    (listmount(2) with the namespace's id, Linux 6.11+)."""
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns_id = struct.unpack("Q", fcntl.ioctl(fd, NS_GET_MNTNS_ID, b"\0" * 8))[0]
+    finally:
+        os.close(fd)
+    req = struct.pack("IIQQQ", 32, 0, LSMT_ROOT, 0, ns_id)  # struct mnt_id_req, version 1
+    buf = (ctypes.c_uint64 * 4096)()
+    libc = ctypes.CDLL(None, use_errno=True)
+    n = libc.syscall(SYS_listmount, req, buf, 4096, 0)
+    if n < 0:
+        raise OSError(ctypes.get_errno(), "listmount")
+    return n
+
+
+def reachable_mount_count(pid: int) -> int:
+    with open(f"/proc/{pid}/mountinfo") as f:  # (relative to its root: the rest is left out)
+        return sum(1 for _ in f)
+
+
+def unreachable_mounts(pid: int) -> int:
+    try:
+        return namespace_mount_count(pid) - reachable_mount_count(pid)
+    except OSError as e:
+        if e.errno in (errno.ENOSYS, errno.ENOTTY, errno.EINVAL):
+            pytest.skip(f"this kernel cannot list a namespace's mounts: {e}")
+        raise
+
+
+def test_no_pivot_keeps_only_the_old_root(runp, bundle, cid, host_unchanged):
+    """Of the host's mounts only the old root stays in the container's namespace (it cannot
+    go: --no-pivot exists for roots that cannot be moved). runc leaves all but the procfs and
+    sysfs ones; runp left every one of them."""
+    below_root = unreachable_mounts(os.getpid())  # what our own "/" sits on (an initramfs)
+    bundle.set_args("sleep", "1000")
+    runp("run", "-d", "--no-pivot", "-b", str(bundle.path), cid)
+    pid = runp.state(cid)["pid"]
+    assert unreachable_mounts(pid) <= below_root + 1  # + the old root itself
+    runp("delete", "--force", cid)
+
+
+STAND_IN_HOST = r"""
+set -e
+# A stand-in host, as a systemd host is: every mount shared. It is a private copy of ours,
+# so nothing done in it can reach our own namespace.
+mount --make-rshared /
+mount -t tmpfs tmpfs "$DIR"
+cp -a "$BUNDLE" "$DIR/bundle"
+cat /proc/self/mountinfo > "$OUT/before"
+"$@" create --no-pivot -b "$DIR/bundle" "$ID" > "$OUT/create.out" 2>&1 < /dev/null
+cat /proc/self/mountinfo > "$OUT/during"
+"$@" start "$ID"
+i=0
+until "$@" state "$ID" | grep -q '"stopped"'; do
+    i=$((i + 1)); [ $i -lt 600 ] || exit 9; sleep 0.05
+done
+"$@" delete "$ID"
+cat /proc/self/mountinfo > "$OUT/after"
+"""
+
+
+def test_no_pivot_never_touches_the_host(runp, bundle, cid, tmp_path, host_unchanged):
+    """In a host namespace whose mounts are all shared, with rootfsPropagation "rshared" and
+    the bundle on a mount of its own: the host's namespace is the same before, during and
+    after. (runp's MS_MOVE onto the shared "/" put the container's root and all its mounts
+    on the host's "/", for good; runc 1.1.5 unmounts the host's /proc there.)"""
+    bundle.config["linux"]["rootfsPropagation"] = "rshared"
+    nested_mount(bundle)
+    out = tmp_path / "out"
+    out.mkdir()
+    stand_in = tmp_path / "stand-in"
+    stand_in.mkdir()
+    env = dict(os.environ, DIR=str(stand_in), BUNDLE=str(bundle.path), OUT=str(out), ID=cid)
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        STAND_IN_HOST, "sh", *runp.cmd()], env=env, capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    created = out / "create.out"  # create's output, and the container's (its stdio)
+    assert p.returncode == 0, (p.stderr, created.read_text() if created.exists() else "")
+    before = (out / "before").read_text()
+    assert (out / "during").read_text() == before
+    assert (out / "after").read_text() == before
+    assert created.read_text() == REFUSED
+
+
+HIDDEN_PROCFS = r"""
+# A host whose procfs at $DIR/proc is hidden under a tmpfs on $DIR: no path reaches it (runc
+# 1.1.5 leaves it, fully visible, under a --no-pivot root), yet the kernel counts it.
+mkdir -p "$DIR/proc"
+mount -t proc proc "$DIR/proc"
+mount -t tmpfs tmpfs "$DIR"
+"$@" run --no-pivot -b "$BUNDLE" "$ID" > "$OUT/stdout" 2> "$OUT/stderr" < /dev/null
+echo $? > "$OUT/code"
+"""
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+def test_no_pivot_hidden_host_procfs(runp, bundle, cid, tmp_path, userns, host_unchanged):
+    """A host procfs hidden under another mount is detached once that one is gone; in a user
+    namespace, where the host's mounts are locked and can be neither detached nor reached to
+    be covered, create fails (naming it) rather than run a container that could mount a
+    fresh procfs."""
+    nested_mount(bundle, userns=userns)
+    out = tmp_path / "out"
+    out.mkdir()
+    hide = tmp_path / "hide"
+    env = dict(os.environ, DIR=str(hide), BUNDLE=str(bundle.path), OUT=str(out), ID=cid)
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                        HIDDEN_PROCFS, "sh", *runp.cmd()], env=env, capture_output=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    code, stderr = int((out / "code").read_text()), (out / "stderr").read_text()
+    if userns:
+        assert code == 1
+        assert stderr.count("\n") == 1 and stderr.endswith(
+            f"--no-pivot: the host's proc at {hide}/proc cannot be detached or covered: it "
+            "would stay visible to the container\n"), stderr
+    else:
+        assert (code, stderr) == (0, "")
+        assert (out / "stdout").read_text() == REFUSED
 
 
 # --- item 12a: a tmpfs over a directory takes its mode ---------------------------------------------

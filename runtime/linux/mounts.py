@@ -13,7 +13,7 @@ import struct
 
 from ..errors import RuntimeFailure
 from ..spec import Mount, Spec
-from . import paths
+from . import nopivot, paths
 from .mountinfo import unescape as _unescape
 from . import sys as lsys
 
@@ -418,10 +418,7 @@ class RootfsBuilder:
             os.chroot(".")
             os.chdir("/")
         elif no_pivot:
-            os.chdir(self.rootfs)
-            lsys.mount(self.rootfs, "/", None, lsys.MS_MOVE)
-            os.chroot(".")
-            os.chdir("/")
+            self._move_root()
         else:
             oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -441,6 +438,33 @@ class RootfsBuilder:
             lsys.mount(None, "/", None, _PROPAGATION[prop])
         os.close(self.rootfd)
         self.rootfd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def _move_root(self) -> None:
+        """--no-pivot: move the rootfs onto "/" and chroot into it. In a mount namespace of the
+        container's own the host's mounts left under it are detached (nopivot.py); in one
+        joined by path they are someone else's, and stay."""
+        ns = self.spec.linux.namespace("mount")
+        own = ns is not None and not ns.path
+        proc = -1
+        try:
+            if own:
+                proc = os.open("/proc", paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                if _fstatfs_type(proc) != PROC_SUPER_MAGIC:
+                    raise OSError(errno.ENOENT, "/proc is not a procfs")
+                # A shared "/" would pass the moved tree on to its peers (the host's "/" with
+                # rootfsPropagation "rshared": the container's mounts would appear there)
+                lsys.mount(None, "/", None, lsys.MS_SLAVE)
+            os.fchdir(self.rootfd)
+            lsys.mount(".", "/", None, lsys.MS_MOVE)
+            if own:
+                nopivot.detach_host_mounts(proc, self.rootfd)
+        except OSError as e:
+            raise RuntimeFailure(f"--no-pivot: {e.strerror or e}") from None
+        finally:
+            if proc >= 0:
+                os.close(proc)
+        os.chroot(".")
+        os.chdir("/")
 
     # --- phase 4: after the switch -----------------------------------------------------------------
     def finish(self) -> None:
