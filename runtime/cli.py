@@ -198,13 +198,32 @@ def run_cli(argv: list[str]) -> int:
                 return 0
             return _DISPATCH[cmd](root, flags, pos, gflags) or 0
         return _EXTRA_COMMANDS[cmd](root, cargs, gflags) or 0
-    except RuntimeFailure as e:
+    except UsageError as e:
         return _fail(str(e), e.exit_code)
+    except RuntimeFailure as e:
+        return _failed(cmd, str(e), e.exit_code)
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        return _fail(f"{where}{e.strerror or e}", 1)
+        return _failed(cmd, f"{where}{e.strerror or e}", 1)
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug: still one line for the caller, the status
+        import traceback     # of a failed runp (not 1 from `exec`), and the traceback to debug it
+        traceback.print_exc()
+        return _failed(cmd, f"internal error: {type(e).__name__}: {e}", 1)
+
+
+# `runc exec` exits 255 when runc itself fails (container stopped or paused, --pid-file,
+# process not startable, ...): a caller tells that from the process's own status, which runp
+# returns unchanged, as runc does. Its usage errors (missing id, unknown flag) stay 1.
+EXEC_FAILED = 255
+
+
+def _failed(cmd: str, msg: str, code: int) -> int:
+    """A command failed after its arguments were parsed: runc's exit status and wording."""
+    if cmd == "exec":
+        return _fail(f"exec failed: {msg}", EXEC_FAILED)
+    return _fail(msg, code)
 
 
 def _fail(msg: str, code: int) -> int:

@@ -16,7 +16,8 @@ from .container import Container, CreateOptions
 from .errors import RuntimeFailure
 from .linux import sys as lsys
 from .log import log
-from .state import CONFIG_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time, write_atomic
+from .state import (CONFIG_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time, write_atomic,
+                    write_pid_file)
 
 
 def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
@@ -255,7 +256,7 @@ class Creator:
         d.save(st)
         log.phase("state saved")
         if self.opts.pid_file:
-            write_atomic(os.path.abspath(self.opts.pid_file), str(self.init_pid).encode())
+            write_pid_file(self.opts.pid_file, self.init_pid)
         self.c._state = st
         for fd in self.fds:
             os.close(fd)

@@ -1,4 +1,5 @@
-"""The errors runp reports: each becomes one line on stderr (and in --log) and exit status 1."""
+"""The errors runp reports: each becomes one line on stderr (and in --log) and exit status 1
+(255 from `exec`, as runc's: runtime/cli.py)."""
 from __future__ import annotations
 
 
@@ -19,6 +20,13 @@ def json_type(val: object) -> str:
     if isinstance(val, dict):
         return "object"
     return type(val).__name__
+
+
+def os_error_text(e: OSError) -> str:
+    """An OSError's reason as Go, and so runc, words it ("no such file or directory"): callers
+    match those phrases (podman maps them to exit codes 126 and 127)."""
+    text = e.strerror or str(e)
+    return text[:1].lower() + text[1:]
 
 
 class RuntimeFailure(Exception):

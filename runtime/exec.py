@@ -20,13 +20,13 @@ import _signal  # the signal and socket modules cost milliseconds (enum, selecto
 
 from .container import Container
 from .create import forward_notify_fd
-from .errors import ConfigError, RuntimeFailure
+from .errors import ConfigError, RuntimeFailure, os_error_text
 from .linux import fdpass
 from .linux import sys as lsys
 from .log import log
 from .records import record, field
 from .spec import Process, Spec, _parse_process
-from .state import proc_start_time, write_atomic
+from .state import proc_start_time, write_pid_file
 
 
 @record
@@ -98,7 +98,7 @@ def build_process(spec: Spec, o: ExecOptions) -> Process:
             with open(o.process_file, "rb") as f:
                 raw = jsonlite.loads(f.read())
         except OSError as e:
-            raise RuntimeFailure(f"--process {o.process_file}: {e.strerror}") from None
+            raise RuntimeFailure(f"--process {o.process_file}: {os_error_text(e)}") from None
         except ValueError as e:
             raise RuntimeFailure(f"--process {o.process_file}: invalid JSON: {e}") from None
         return _parse(raw, o.process_file)
@@ -267,7 +267,7 @@ class _Exec:
             from .console import recv_master
             self.master, _ = recv_master(self.console_parent)
         if self.o.pid_file:
-            write_atomic(os.path.abspath(self.o.pid_file), str(self.pid).encode())
+            write_pid_file(self.o.pid_file, self.pid)
         self._close_fds()
 
     def _occupy_passed_range(self) -> int:

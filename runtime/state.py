@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from . import jsonlite
-from .errors import ContainerNotFound, RuntimeFailure
+from .errors import ContainerNotFound, RuntimeFailure, os_error_text
 
 DEFAULT_ROOT = "/run/runp"
 STATE_FILE = "state.json"
@@ -37,10 +37,24 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except OSError:
+        os.unlink(tmp)  # e.g. `path` is a directory: no temporary file is left behind
+        raise
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """--pid-file: the decimal pid without a newline, in place before the command returns
+    (containerd reads it at once). An error names the file asked for, not the temporary."""
+    path = os.path.abspath(path)
+    try:
+        write_atomic(path, str(pid).encode())
+    except OSError as e:
+        raise RuntimeFailure(f"--pid-file {path}: {os_error_text(e)}") from None
 
 
 def proc_start_time(pid: int) -> int | None:

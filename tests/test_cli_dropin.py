@@ -1,0 +1,203 @@
+"""Drop-in fidelity of the command line (issue 19, item 2), runp and runc 1.1.5 side
+by side on the same bundle, each with its own --root:
+
+- `exec` exits 255 when the runtime itself fails and the process's own status otherwise;
+  `run` and `create` exit 1 on their own failures (runc 1.1.5 uses 255 for exec only).
+
+Each test checks runp, then runc with the same expectations (skipped when runc is missing).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Runp, new_id
+from test_commands import wait_for
+
+RUNC = shutil.which("runc")
+NO_RUNC = "runc is not installed: runp was checked alone"
+
+
+@pytest.fixture
+def runtimes(runp, tmp_path):
+    """(runp, runc or None): runc with its own state root, emptied at teardown."""
+    runc = Runp(tmp_path / "runc-state", RUNC) if RUNC else None
+    yield runp, runc
+    if runc is not None and runc.root.exists():
+        for cid in os.listdir(runc.root):
+            subprocess.run(runc.cmd("delete", "--force", cid), capture_output=True, timeout=30)
+        assert not os.listdir(runc.root), "runc containers survived force delete"
+
+
+def both(runtimes):
+    """runp, then runc; skips (after runp passed) when runc is missing."""
+    runp, runc = runtimes
+    yield "runp", runp
+    if runc is None:
+        pytest.skip(NO_RUNC)
+    yield "runc", runc
+
+
+def running(rt, bundle) -> str:
+    """A running container (init `sleep 1000`) of runtime `rt`; its id."""
+    cid = new_id()
+    rt("run", "-d", "-b", str(bundle.path), cid)
+    return cid
+
+
+def json_lines(path: Path) -> list[dict]:
+    """Every line of a --log-format json log, each of which must be one JSON object."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for entry in lines:
+        assert {"level", "msg", "time"} <= set(entry), entry
+    return lines
+
+
+# --- item 2: exec exits 255 when the runtime fails, the process's status otherwise ---------------
+
+# (case id, exec arguments before/after the id; {cid} and {tmp} are filled in, the status, a
+# phrase both runtimes put in the error). The phrases callers match are kept: podman maps
+# "executable file not found" / "no such file or directory" to 127, "permission denied" to 126.
+EXEC_FAILURES = [
+    ("unknown-id", ["exec", "no-such-ctr", "true"], "does not exist"),
+    ("pid-file-dir", ["exec", "--pid-file", "{tmp}/missing/dir/pid", "{cid}", "sleep", "77"],
+     "no such file or directory"),
+    ("not-found", ["exec", "{cid}", "no-such-binary"], "executable file not found"),
+    ("not-executable", ["exec", "{cid}", "/etc/passwd"], "permission denied"),
+    ("cwd-missing", ["exec", "--cwd", "/no/such/dir", "{cid}", "true"],
+     'chdir to cwd ("/no/such/dir") set in config.json failed: no such file or directory'),
+    ("cwd-relative", ["exec", "--cwd", "rel", "{cid}", "true"], "absolute path"),
+    ("user-uid", ["exec", "--user", "abc", "{cid}", "true"], "parsing"),
+    ("user-gid", ["exec", "--user", "0:abc", "{cid}", "true"], "parsing"),
+    ("process-json", ["exec", "--process", "{tmp}/bad.json", "{cid}"], "exec failed"),
+    ("process-missing", ["exec", "--process", "{tmp}/missing.json", "{cid}"],
+     "no such file or directory"),
+    ("no-args", ["exec", "{cid}"], "args cannot be empty"),
+    ("tty-detach", ["exec", "-t", "-d", "{cid}", "true"], "cannot allocate tty"),
+]
+
+
+@pytest.mark.parametrize("args,phrase", [c[1:] for c in EXEC_FAILURES],
+                         ids=[c[0] for c in EXEC_FAILURES])
+def test_exec_own_failure_exits_255(runtimes, bundle, tmp_path, args, phrase):
+    """runc: fatalWithCode(fmt.Errorf("exec failed: %w", err), 255), with the line in the log."""
+    bundle.set_args("sleep", "1000")
+    (tmp_path / "bad.json").write_text('{"args": ["true"], "cwd": "/"')
+    for name, rt in both(runtimes):
+        cid = running(rt, bundle)
+        log = tmp_path / f"{name}.log"
+        argv = [a.format(cid=cid, tmp=tmp_path) for a in args]
+        p = rt("--log", str(log), "--log-format", "json", *argv, check=False)
+        err = p.stderr.decode()
+        assert p.returncode == 255, (name, p.returncode, err)
+        assert "exec failed: " in err and phrase in err.lower(), (name, err)
+        last = json_lines(log)[-1]
+        assert last["level"] == "error" and last["msg"].startswith("exec failed: "), (name, last)
+        assert phrase in last["msg"].lower(), (name, last)
+        # the process of a failed exec is gone: only the init is left
+        pids = json.loads(rt("ps", "--format", "json", cid).stdout)
+        assert pids == [rt.state(cid)["pid"]], (name, pids)
+        rt("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("state", ["paused", "stopped"])
+def test_exec_in_paused_or_stopped_container_exits_255(runtimes, bundle, state):
+    bundle.set_args("sleep", "1000")
+    for name, rt in both(runtimes):
+        cid = running(rt, bundle)
+        if state == "paused":
+            rt("pause", cid)
+        else:
+            rt("kill", cid, "KILL")
+            wait_for(lambda: rt.state(cid)["status"] == "stopped", what=f"{name} stopped")
+        p = rt("exec", cid, "true", check=False)
+        assert p.returncode == 255, (name, p.returncode, p.stderr)
+        assert f"exec failed: cannot exec in a {state} container".encode() in p.stderr, \
+            (name, p.stderr)
+        rt("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("args", [["exec"], ["exec", "--no-such-flag", "{cid}", "true"],
+                                  ["exec", "--preserve-fds", "x", "{cid}", "true"]],
+                         ids=["no-id", "unknown-flag", "bad-int-flag"])
+def test_exec_usage_errors_exit_1(runtimes, bundle, args):
+    """Usage errors come before the exec itself: runc exits 1 for those."""
+    bundle.set_args("sleep", "1000")
+    for name, rt in both(runtimes):
+        cid = running(rt, bundle)
+        p = rt(*[a.format(cid=cid) for a in args], check=False)
+        assert p.returncode == 1, (name, p.returncode, p.stderr)
+        rt("delete", "--force", cid)
+
+
+@pytest.mark.parametrize("script,code", [("exit 1", 1), ("exit 3", 3), ("exit 255", 255),
+                                         ("kill -9 $$", 137), ("kill -TERM $$", 143)])
+def test_exec_returns_the_process_status_unchanged(runtimes, bundle, tmp_path, script, code):
+    """The process's own status, 255 and 128+signal included, and no error line in the log."""
+    bundle.set_args("sleep", "1000")
+    for name, rt in both(runtimes):
+        cid = running(rt, bundle)
+        log = tmp_path / f"{name}.log"
+        log.write_text("")
+        p = rt("--log", str(log), "--log-format", "json", "exec", cid, "sh", "-c", script,
+               check=False)
+        assert (p.returncode, p.stderr) == (code, b""), name
+        assert not [e for e in json_lines(log) if e["level"] == "error"], name
+        rt("delete", "--force", cid)
+
+
+RUN_FAILURES = [
+    ("not-found", {"args": ["no-such-binary"]}, [], "executable file not found"),
+    ("not-executable", {"args": ["/etc/passwd"]}, [], "permission denied"),
+    ("cwd-relative", {"cwd": "rel"}, [], "absolute path"),
+    ("pid-file-dir", {}, ["--pid-file", "{tmp}/missing/dir/pid"], "no such file or directory"),
+]
+
+
+@pytest.mark.parametrize("cmd", ["run", "create"])
+@pytest.mark.parametrize("process,flags,phrase", [c[1:] for c in RUN_FAILURES],
+                         ids=[c[0] for c in RUN_FAILURES])
+def test_run_and_create_own_failure_exit_1(runtimes, bundle, tmp_path, cmd, process, flags, phrase):
+    """runc 1.1.5 returns run/create errors to main (fatal: exit 1), never 255: unchanged."""
+    bundle.config["process"].update({"args": ["true"], **process})
+    bundle.write()
+    for name, rt in both(runtimes):
+        cid = new_id()
+        log = tmp_path / f"{name}.log"
+        p = rt("--log", str(log), "--log-format", "json", cmd,
+               *[f.format(tmp=tmp_path) for f in flags], "-b", str(bundle.path), cid, check=False)
+        assert p.returncode == 1, (name, p.returncode, p.stderr)
+        assert phrase in p.stderr.decode().lower(), (name, p.stderr)
+        assert phrase in json_lines(log)[-1]["msg"].lower(), name
+        assert not rt.root.exists() or cid not in os.listdir(rt.root), f"{name}: {cid} left"
+
+
+@pytest.mark.parametrize("script,code", [("exit 1", 1), ("exit 3", 3), ("exit 255", 255)])
+def test_run_returns_the_container_status_unchanged(runtimes, bundle, script, code):
+    bundle.set_args("sh", "-c", script)
+    for name, rt in both(runtimes):
+        p = rt("run", "-b", str(bundle.path), new_id(), check=False)
+        assert (p.returncode, p.stderr) == (code, b""), name
+
+
+def test_pid_file_error_names_the_file_and_leaves_nothing(runp, bundle, tmp_path):
+    """A --pid-file that is a directory: the error names it, not a temporary file, and no
+    temporary file is left beside it (runc 1.1.5 leaves its `.NAME` behind: runp only)."""
+    bundle.set_args("sleep", "1000")
+    target = tmp_path / "pids" / "init.pid"
+    target.mkdir(parents=True)
+    cid = new_id()
+    p = runp("create", "--pid-file", str(target), "-b", str(bundle.path), cid, check=False)
+    assert p.returncode == 1 and f"--pid-file {target}: ".encode() in p.stderr, p.stderr
+    assert b".tmp." not in p.stderr
+    assert os.listdir(target.parent) == ["init.pid"]
+    assert cid not in runp.ids()
+    cid = running(runp, bundle)
+    p = runp("exec", "--pid-file", str(target), cid, "sleep", "77", check=False)
+    assert p.returncode == 255 and f"--pid-file {target}: ".encode() in p.stderr, p.stderr
+    assert os.listdir(target.parent) == ["init.pid"]
