@@ -298,10 +298,11 @@ SIGNALS = {
 
 
 def parse_signal(s: str) -> int:
-    """A signal by number, name or SIG-name, any case; RTMIN+n / RTMAX-n too (as runc)."""
+    """A signal by number, name or SIG-name, any case; RTMIN+n / RTMAX-n too (as runc). 0 is
+    kill(2)'s liveness probe: nothing is sent, the container must be there to receive it."""
     if s.isdigit():
         n = int(s)
-        if not 0 < n < 65:
+        if not 0 <= n < 65:
             raise UsageError(f"invalid signal number {s}")
         return n
     name = s.upper()
@@ -321,9 +322,12 @@ def parse_signal(s: str) -> int:
 
 def cmd_kill(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .container import Container
-    cid = _one_id(pos, "kill", extra=1)
+    from .errors import ContainerNotFound
+    c = Container(root, _one_id(pos, "kill", extra=1))
+    if not c.dir.exists():  # as runc: an unknown id is reported before a bad signal
+        raise ContainerNotFound(c.id)
     sig = parse_signal(pos[1]) if len(pos) > 1 else 15
-    Container(root, cid).kill(sig, all_processes=bool(flags.get("all")))
+    c.kill(sig, all_processes=bool(flags.get("all")))
     return 0
 
 

@@ -1,8 +1,9 @@
-"""Drop-in fidelity of the command line (issue 19, item 2), runp and runc 1.1.5 side
+"""Drop-in fidelity of the command line (issue 19, items 2 and 3), runp and runc 1.1.5 side
 by side on the same bundle, each with its own --root:
 
 - `exec` exits 255 when the runtime itself fails and the process's own status otherwise;
-  `run` and `create` exit 1 on their own failures (runc 1.1.5 uses 255 for exec only).
+  `run` and `create` exit 1 on their own failures (runc 1.1.5 uses 255 for exec only);
+- `kill ID 0` / `kill --all ID 0`, the liveness probe.
 
 Each test checks runp, then runc with the same expectations (skipped when runc is missing).
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Runp, new_id
+from conftest import Runp, new_id, proc_alive
 from test_commands import wait_for
 
 RUNC = shutil.which("runc")
@@ -201,3 +202,34 @@ def test_pid_file_error_names_the_file_and_leaves_nothing(runp, bundle, tmp_path
     p = runp("exec", "--pid-file", str(target), cid, "sleep", "77", check=False)
     assert p.returncode == 255 and f"--pid-file {target}: ".encode() in p.stderr, p.stderr
     assert os.listdir(target.parent) == ["init.pid"]
+
+
+# --- item 3: kill with signal 0 ------------------------------------------------------------------
+
+def test_kill_signal_0_probes_liveness(runtimes, bundle):
+    """0 sends nothing: it succeeds on a created, running or paused container (which stays as
+    it was) and fails on a stopped one with "container not running"; --all succeeds on a
+    stopped container, as runc's (its cgroup is still there)."""
+    bundle.set_args("sleep", "1000")
+    for name, rt in both(runtimes):
+        cid = new_id()
+        rt("create", "-b", str(bundle.path), cid)
+        pid = rt.state(cid)["pid"]
+        for status, change in (("created", None), ("running", "start"), ("paused", "pause")):
+            if change:
+                rt(change, cid)
+            for flags in ([], ["--all"]):
+                p = rt("kill", *flags, cid, "0", check=False)
+                assert (p.returncode, p.stderr) == (0, b""), (name, status, flags, p.stderr)
+                assert proc_alive(pid), (name, status, flags)
+                if name == "runp" or not flags:  # runc 1.1.5's --all thaws a paused container
+                    assert rt.state(cid)["status"] == status, (name, status, flags)
+        rt("kill", cid, "KILL")
+        wait_for(lambda: rt.state(cid)["status"] == "stopped", what=f"{name} stopped")
+        p = rt("kill", cid, "0", check=False)
+        assert p.returncode == 1 and b"container not running" in p.stderr, (name, p.stderr)
+        assert rt("kill", "--all", cid, "0", check=False).returncode == 0, name
+        rt("delete", cid)
+        for sig in ("0", "NOSUCHSIG"):  # the id is looked up before the signal is parsed
+            p = rt("kill", cid, sig, check=False)
+            assert p.returncode == 1 and b"does not exist" in p.stderr, (name, sig, p.stderr)
