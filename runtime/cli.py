@@ -18,7 +18,7 @@ import os
 import sys
 
 from . import SPEC_VERSION, __version__
-from .errors import RuntimeFailure
+from .errors import RuntimeFailure, os_error_text
 from .log import log
 
 # flag spec: name -> (aliases, takes_value)
@@ -168,12 +168,15 @@ def run_cli(argv: list[str]) -> int:
         return 1
     fmt = gflags.get("log-format", "text")
     if fmt not in ("text", "json"):
-        sys.stderr.write(f"invalid log format {fmt!r}\n")
+        sys.stderr.write(f"invalid log-format: {fmt}\n")
         return 1
-    log.configure(gflags.get("log"), fmt, bool(gflags.get("debug")))
-    if gflags.get("version"):
+    if gflags.get("version"):  # as runc: before the log is opened
         sys.stdout.write(version_text())
         return 0
+    try:
+        log.configure(gflags.get("log"), fmt, bool(gflags.get("debug")))
+    except OSError as e:  # every command fails, as runc's; the line goes to stderr instead
+        return _fail(f"open {gflags['log']}: {os_error_text(e)}", 1)
     rest = argv[i:]
     if not rest or gflags.get("help") or rest[0] in ("help", "h"):
         sys.stdout.write(USAGE)
@@ -183,8 +186,7 @@ def run_cli(argv: list[str]) -> int:
         from .linux import cgroup_prime
         cgroup_prime.start()
     if cmd not in COMMANDS and cmd not in _EXTRA_COMMANDS:
-        sys.stderr.write(f"No help topic for '{cmd}'\n")
-        return 3
+        return _fail(f"No help topic for '{cmd}'", 3, prefix="")
     stop = cmd in STOP_AT_POSITIONAL  # its own flags end at the id: `exec ID ls -l`
     if not stop and ("--help" in cargs or "-h" in cargs):
         sys.stdout.write(f"usage: runp {cmd} [command options] <container-id>\n")
@@ -226,10 +228,14 @@ def _failed(cmd: str, msg: str, code: int) -> int:
     return _fail(msg, code)
 
 
-def _fail(msg: str, code: int) -> int:
-    if log.path:
+def _fail(msg: str, code: int, prefix: str = "runp: ") -> int:
+    """The error line: in the --log file and on stderr, or (without --log, in JSON format)
+    on stderr as a JSON line, as runc's logger does."""
+    if log.path or log.fmt == "json":
         log.error(msg)
-    sys.stderr.write(f"runp: {msg}\n" if not msg.startswith("config.json") else f"{msg}\n")
+    if not log.path and log.fmt == "json":
+        return code
+    sys.stderr.write(f"{msg}\n" if msg.startswith("config.json") else f"{prefix}{msg}\n")
     return code
 
 
@@ -246,6 +252,11 @@ def _one_id(pos: list[str], cmd: str, extra: int = 0) -> str:
     if len(pos) > 1 + extra:
         raise UsageError(f'"{cmd}" requires a maximum of {1 + extra} argument(s)')
     return pos[0]
+
+
+def _no_args(pos: list[str], cmd: str) -> None:
+    if pos:
+        raise UsageError(f'"{cmd}" requires exactly 0 argument(s)')
 
 
 def _create_opts(flags: dict, gflags: dict):
@@ -351,6 +362,7 @@ def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .container import Container
     from .errors import ContainerNotFound
     from .state import list_ids
+    _no_args(pos, "list")
     fmt = flags.get("format", "table")
     if fmt not in ("table", "json"):
         raise UsageError(f"invalid format option {fmt!r}")
@@ -394,6 +406,7 @@ def _owner(path: str) -> str:
 def cmd_spec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from . import jsonlite
     from .spec import default_spec
+    _no_args(pos, "spec")
     bundle = flags.get("bundle") or "."
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
@@ -445,6 +458,7 @@ def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 def cmd_features(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .features import print_features
+    _no_args(pos, "features")
     print_features(sys.stdout)
     return 0
 

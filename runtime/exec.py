@@ -78,6 +78,7 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
     from .process import note_ignored_labels
     note_ignored_labels(proc)
     _preload(spec, proc)
+    log.phase("parse")
     ex = _Exec(c, spec, proc, o, subs)
     try:
         ex.start()
@@ -257,6 +258,7 @@ class _Exec:
             _helper_main(self.c, self.spec, self.proc, InitPipe(child), console_fd, npass,
                          self.listen_fds)
         self.helper = pid
+        log.phase("fork")
         child.close()
         self.socks.remove(child)
         if console_fd >= 0:
@@ -299,6 +301,7 @@ class _Exec:
             kind, payload = pipe.recv()
             if kind == "pid":
                 self.pid = int(payload)
+                log.phase(f"namespaces (process {self.pid})")
                 lsys.reap(self.helper)
                 self.helper = 0
                 for k, fds in waiting:
@@ -312,6 +315,7 @@ class _Exec:
             elif kind == "error":
                 raise RuntimeFailure(payload)
             elif kind == "eof":
+                log.phase("exec")
                 break
         if self.helper:
             lsys.reap(self.helper)
@@ -340,6 +344,7 @@ class _Exec:
                 msg = f"cannot add process {self.pid} to cgroup {d}: {e.strerror}"
                 pipe.send("error", msg)
                 raise RuntimeFailure(msg) from None
+        log.phase("cgroup join")
         pipe.send("ok")
 
     def _send_seccomp_fd(self, pipe, fds: list[int]) -> None:
@@ -428,6 +433,7 @@ class _Exec:
                 os.close(self.master)
                 self.master = None
         status = done[0]
+        log.phase("exited")
         if os.WIFSIGNALED(status):
             return 128 + os.WTERMSIG(status)
         return os.WEXITSTATUS(status)

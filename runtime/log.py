@@ -21,25 +21,17 @@ class Logger:
         self.t0 = time.monotonic()
 
     def configure(self, path: str | None, fmt: str, debug: bool) -> None:
-        self.path = path
+        """Raises OSError when `path` cannot be opened: runc fails the command then (whatever
+        it is), rather than losing every line a caller such as containerd would look for."""
         self.fmt = fmt
         if debug:
             self.level = _LEVELS["debug"]
+        if path:
+            self._fd = _open_high(path)
+            self.path = path
 
     def _out(self) -> int:
-        if self._fd is None:
-            if self.path:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                # far above the fds a container may be given (--preserve-fds): never handed over
-                import fcntl
-                try:
-                    self._fd = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1000)
-                    os.close(fd)
-                except OSError:  # RLIMIT_NOFILE below 1001
-                    self._fd = fd
-            else:
-                self._fd = 2
-        return self._fd
+        return 2 if self._fd is None else self._fd
 
     def fileno(self) -> int:
         """The log file's fd if one is open (the container init keeps it until exec), else -1."""
@@ -78,6 +70,19 @@ class Logger:
             now = time.monotonic()
             self.debug(f"phase {name}: {(now - self.t0) * 1000:.1f} ms")
             self.t0 = now
+
+
+def _open_high(path: str) -> int:
+    """The log file, opened close-on-exec at fd 1000 or above: far above the fds a container
+    may be given (--preserve-fds), so it is never handed over."""
+    import fcntl
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 1000)
+    except OSError:  # RLIMIT_NOFILE below 1001
+        return fd
+    os.close(fd)
+    return high
 
 
 log = Logger()

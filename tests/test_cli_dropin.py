@@ -1,9 +1,11 @@
-"""Drop-in fidelity of the command line (issue 19, items 2 and 3), runp and runc 1.1.5 side
+"""Drop-in fidelity of the command line (issue 19, items 2, 3 and 10), runp and runc 1.1.5 side
 by side on the same bundle, each with its own --root:
 
 - `exec` exits 255 when the runtime itself fails and the process's own status otherwise;
   `run` and `create` exit 1 on their own failures (runc 1.1.5 uses 255 for exec only);
-- `kill ID 0` / `kill --all ID 0`, the liveness probe.
+- `kill ID 0` / `kill --all ID 0`, the liveness probe;
+- the global --log, --log-format and --debug flags on every command, and a --log that cannot
+  be opened.
 
 Each test checks runp, then runc with the same expectations (skipped when runc is missing).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -233,3 +236,150 @@ def test_kill_signal_0_probes_liveness(runtimes, bundle):
         for sig in ("0", "NOSUCHSIG"):  # the id is looked up before the signal is parsed
             p = rt("kill", cid, sig, check=False)
             assert p.returncode == 1 and b"does not exist" in p.stderr, (name, sig, p.stderr)
+
+
+# --- item 10: --log, --log-format, --debug on every command --------------------------------------
+
+# every command, with arguments that would let it run if the log could be opened
+COMMANDS = {
+    "create": ["create", "-b", "{bundle}", "{new}"], "start": ["start", "{cid}"],
+    "run": ["run", "-d", "-b", "{bundle}", "{new}"], "exec": ["exec", "{cid}", "true"],
+    "kill": ["kill", "{cid}", "0"], "delete": ["delete", "--force", "{cid}"],
+    "state": ["state", "{cid}"], "list": ["list"], "pause": ["pause", "{cid}"],
+    "resume": ["resume", "{cid}"], "ps": ["ps", "{cid}"],
+    "update": ["update", "--pids-limit", "100", "{cid}"], "events": ["events", "--stats", "{cid}"],
+    "features": ["features"], "spec": ["spec", "-b", "{tmp}/spec"],
+    "checkpoint": ["checkpoint", "{cid}"], "restore": ["restore", "{cid}"],
+    "no command": [], "help": ["help"],
+}
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize("bad", ["missing-dir", "directory"])
+@pytest.mark.parametrize("cmd", list(COMMANDS))
+def test_unopenable_log_fails_every_command(runtimes, bundle, tmp_path, cmd, bad, fmt):
+    """runc opens --log before any command runs (a path in a missing directory, or a
+    directory): exit 1, `open PATH: <reason>` on stderr in the --log-format, nothing done."""
+    bundle.set_args("sleep", "1000")
+    (tmp_path / "spec").mkdir()
+    path = tmp_path / "no" / "dir" / "log" if bad == "missing-dir" else tmp_path
+    reason = "no such file or directory" if bad == "missing-dir" else "is a directory"
+    for name, rt in both(runtimes):
+        cid = running(rt, bundle)
+        argv = [a.format(cid=cid, new=new_id(), bundle=bundle.path, tmp=tmp_path)
+                for a in COMMANDS[cmd]]
+        pid = rt.state(cid)["pid"]
+        p = rt("--log", str(path), "--log-format", fmt, *argv, check=False)
+        err = p.stderr.decode()
+        assert p.returncode == 1, (name, p.returncode, err)
+        assert p.stdout == b"", (name, p.stdout[:200])
+        lines = err.splitlines()
+        assert len(lines) == 1, (name, err)
+        if fmt == "json":
+            entry = json.loads(lines[0])
+            assert (entry["level"], entry["msg"]) == ("error", f"open {path}: {reason}"), name
+        else:
+            assert f"open {path}: {reason}" in lines[0], (name, err)
+        assert rt.state(cid)["status"] == "running" and proc_alive(pid), name  # nothing ran
+        assert rt.ids() == [cid], name
+        assert not (tmp_path / "spec" / "config.json").exists(), name
+        assert not path.is_file(), name
+        rt("delete", "--force", cid)
+
+
+def test_version_does_not_open_the_log(runtimes, tmp_path):
+    for name, rt in both(runtimes):
+        p = rt("--log", str(tmp_path / "no" / "log"), "--version", check=False)
+        assert p.returncode == 0 and p.stdout.startswith(f"{name} version ".encode()), name
+
+
+def test_bad_log_format(runtimes):
+    for name, rt in both(runtimes):
+        p = rt("--log-format", "xml", "list", check=False)
+        assert p.returncode == 1 and b"invalid log-format: xml" in p.stderr, (name, p.stderr)
+
+
+def test_every_command_logs_as_asked(runtimes, bundle, tmp_path):
+    """One container's whole life with --log FILE --debug --log-format json on every call:
+    the same exit status and stdout as without the flags, nothing on stderr on success,
+    every log line a JSON object, debug lines from the commands that start processes
+    (create, exec, run; runc logs its nsexec steps there), and an error line for a failure."""
+    bundle.set_args("sleep", "1000")
+    (tmp_path / "spec-runp").mkdir()
+    (tmp_path / "spec-runc").mkdir()
+    for name, rt in both(runtimes):
+        cid = new_id()
+        log = tmp_path / f"{name}.log"
+
+        def call(*args: str, code: int = 0, debug: bool = False, error: bool = False) -> bytes:
+            log.unlink(missing_ok=True)  # each call creates it, as runc's does
+            p = rt("--log", str(log), "--debug", "--log-format", "json", *args, check=False)
+            assert p.returncode == code, (name, args, p.returncode, p.stderr)
+            entries = json_lines(log)
+            levels = {e["level"] for e in entries}
+            if debug:
+                assert "debug" in levels, (name, args, entries)
+            if error:
+                assert entries[-1]["level"] == "error", (name, args, entries)
+                assert p.stderr.strip() and len(p.stderr.strip().splitlines()) == 1, (name, args)
+            else:
+                assert "error" not in levels, (name, args, entries)
+                assert p.stderr == b"", (name, args, p.stderr)
+            return p.stdout
+
+        call("create", "-b", str(bundle.path), cid, debug=True)
+        call("kill", cid, "0")
+        call("start", cid)
+        assert json.loads(call("state", cid))["status"] == "running"
+        assert cid in call("list", "-q").decode().split()
+        assert call("exec", cid, "echo", "hi", debug=True) == b"hi\n"
+        call("exec", cid, "sh", "-c", "exit 4", code=4, debug=True)
+        call("exec", "-d", cid, "true", debug=True)
+        call("exec", cid, "no-such-binary", code=255, debug=True, error=True)
+        pids = json.loads(call("ps", "--format", "json", cid))
+        assert rt.state(cid)["pid"] in pids
+        call("pause", cid)
+        call("resume", cid)
+        call("update", "--pids-limit", "100", cid)
+        assert "data" in json.loads(call("events", "--stats", cid).splitlines()[0])
+        assert "ociVersionMax" in json.loads(call("features"))
+        call("spec", "-b", str(tmp_path / f"spec-{name}"))
+        assert (tmp_path / f"spec-{name}" / "config.json").exists()
+        call("delete", cid, code=1, error=True)
+        call("kill", cid, "KILL")
+        wait_for(lambda: rt.state(cid)["status"] == "stopped", what=f"{name} stopped")
+        call("delete", cid)
+        call("state", cid, code=1, error=True)
+        bundle.set_args("sh", "-c", "exit 3")
+        call("run", "-b", str(bundle.path), new_id(), code=3, debug=True)
+        bundle.set_args("sleep", "1000")
+
+
+def test_log_fd_never_reaches_the_container(runp, bundle, cid, tmp_path):
+    """With --log FILE --debug the init and an exec'd process still get only fds 0-2 (the
+    log fd sits above 1000, close-on-exec, and is closed before exec)."""
+    bundle.set_args("sleep", "1000")
+    log = tmp_path / "log.json"
+    flags = ("--log", str(log), "--debug", "--log-format", "json")
+    runp(*flags, "create", "-b", str(bundle.path), cid)
+    runp(*flags, "start", cid)
+    init = runp.state(cid)["pid"]
+    pf = tmp_path / "exec.pid"
+    runp(*flags, "exec", "-d", "--pid-file", str(pf), cid, "sleep", "1000")
+    for pid in (init, int(pf.read_text())):
+        wait_for(lambda: os.readlink(f"/proc/{pid}/exe").endswith("busybox"), what="exec")
+        fds = sorted(int(n) for n in os.listdir(f"/proc/{pid}/fd"))
+        assert fds == [0, 1, 2], (pid, fds)
+        assert str(log) not in [os.readlink(f"/proc/{pid}/fd/{n}") for n in fds]
+    assert [e for e in json_lines(log) if e["level"] == "debug"]
+    os.kill(int(pf.read_text()), signal.SIGKILL)
+
+
+def test_extra_arguments_are_usage_errors(runtimes, tmp_path):
+    """features, list and spec take no arguments: runc exits 1 with the usage error."""
+    for name, rt in both(runtimes):
+        for args in (["features", "x"], ["list", "x"], ["spec", "-b", str(tmp_path), "x"]):
+            p = rt(*args, check=False)
+            assert p.returncode == 1 and b"requires exactly 0 argument" in p.stderr, \
+                (name, args, p.stderr)
+        assert not (tmp_path / "config.json").exists()
