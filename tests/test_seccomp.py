@@ -432,6 +432,143 @@ def libc_call(name: str) -> None:
         raise OSError(e, os.strerror(e))
 
 
+# --- syscalls newer than the profile: ENOSYS (runc's patchbpf stub) ----------------------------
+# The real-container side, with runc, is tests/test_dropin_seccomp_cgroups.py; here the whole
+# program is run for architectures this machine cannot make calls in.
+
+X32_BIT = 0x40000000
+RET_ALLOW, RET_LOG, RET_TRAP, RET_KILL_THREAD, RET_KILL_PROCESS = (
+    0x7FFF0000, 0x7FFC0000, 0x00030000, 0, 0x80000000)
+
+
+def ret_errno(err: int) -> int:
+    return 0x00050000 | err
+
+
+def audit(arch: str) -> int:
+    import seccomp as scmp
+    return getattr(scmp.Arch, arch) & 0xFFFFFFFF
+
+
+def run_bpf(bpf: bytes, arch: str, nr: int) -> int:
+    """What a seccomp program returns for a call without arguments: a classic BPF interpreter
+    for the instructions libseccomp and the stub use."""
+    data = struct.pack("=iI7Q", nr, audit(arch), 0, 0, 0, 0, 0, 0, 0)
+    acc = pc = 0
+    while True:
+        code, jt, jf, k = struct.unpack_from("=HBBI", bpf, pc * 8)
+        pc += 1
+        if code == 0x20:                   # ld [k]
+            acc = struct.unpack_from("=I", data, k)[0]
+        elif code == 0x54:                 # and #k
+            acc &= k
+        elif code == 0x05:                 # ja
+            pc += k
+        elif code == 0x06:                 # ret #k
+            return k
+        elif code in (0x15, 0x25, 0x35, 0x45):   # jeq jgt jge jset #k
+            hit = {0x15: acc == k, 0x25: acc > k, 0x35: acc >= k, 0x45: acc & k != 0}[code]
+            pc += jt if hit else jf
+        else:
+            raise AssertionError(f"opcode {code:#x} at {pc - 1}")
+
+
+def rules(default: str, arches: list[str] | None = None, **extra) -> dict:
+    """read/getpid/rseq allowed (rseq, 334 on x86_64, is the highest), mkdir EXDEV."""
+    cfg = {"defaultAction": default, **extra, "syscalls": [
+        {"names": ["read", "getpid", "rseq"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": errno.EXDEV}]}
+    if arches is not None:
+        cfg["architectures"] = arches
+    return cfg
+
+
+@pytest.mark.parametrize("default,extra,ret,stub", [
+    ("SCMP_ACT_ERRNO", {}, ret_errno(errno.EPERM), True),
+    ("SCMP_ACT_ERRNO", {"defaultErrnoRet": errno.EACCES}, ret_errno(errno.EACCES), True),
+    ("SCMP_ACT_KILL", {}, RET_KILL_THREAD, True),
+    ("SCMP_ACT_KILL_PROCESS", {}, RET_KILL_PROCESS, True),
+    ("SCMP_ACT_TRAP", {}, RET_TRAP, True),
+    # already ENOSYS: nothing to add
+    ("SCMP_ACT_ERRNO", {"defaultErrnoRet": errno.ENOSYS}, ret_errno(errno.ENOSYS), False),
+    # calls go through (a tracer handles new syscalls itself): no stub, as runc
+    ("SCMP_ACT_TRACE", {}, 0x7FF00000 | errno.EPERM, False),
+    ("SCMP_ACT_LOG", {}, RET_LOG, False),
+    ("SCMP_ACT_ALLOW", {}, RET_ALLOW, False),
+], ids=["errno", "errno-eacces", "kill", "kill-process", "trap", "errno-enosys", "trace", "log",
+        "allow"])
+def test_enosys_stub_by_default_action(default, extra, ret, stub) -> None:
+    bpf = sc.build(rules(default, ["SCMP_ARCH_X86_64"], **extra)).bpf
+    above = ret_errno(errno.ENOSYS) if stub else ret
+    assert run_bpf(bpf, "X86_64", 1000) == above
+    assert run_bpf(bpf, "X86_64", 335) == above       # the first number after rseq
+    assert run_bpf(bpf, "X86_64", 334) == (ret if default == "SCMP_ACT_ALLOW" else RET_ALLOW)
+    assert run_bpf(bpf, "X86_64", 300) == ret          # unnamed, below: the profile decides
+    assert run_bpf(bpf, "X86_64", SYS_mkdir) == ret_errno(errno.EXDEV)
+
+
+def test_enosys_stub_per_architecture() -> None:
+    """Each architecture's own highest number counts; x32 calls (x86_64 with the x32 bit) are
+    told apart; an architecture outside the profile gets libseccomp's bad-arch action (kill),
+    not ENOSYS."""
+    bpf = sc.build(rules("SCMP_ACT_ERRNO", ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32",
+                                            "SCMP_ARCH_AARCH64"])).bpf
+    enosys, eperm = ret_errno(errno.ENOSYS), ret_errno(errno.EPERM)
+    for arch, top in (("X86_64", 334), ("X86", 386), ("X32", X32_BIT | 334), ("AARCH64", 293)):
+        nr_arch = "X86_64" if arch == "X32" else arch   # the kernel reports x32 as x86_64
+        assert run_bpf(bpf, nr_arch, top + 1) == enosys, arch
+        assert run_bpf(bpf, nr_arch, top + 1000) == enosys, arch
+        assert run_bpf(bpf, nr_arch, top) == RET_ALLOW, arch                 # rseq
+        assert run_bpf(bpf, nr_arch, (top & X32_BIT) | 200) == eperm, arch   # unnamed
+    assert run_bpf(bpf, "X86_64", 0) == RET_ALLOW                           # read
+    assert run_bpf(bpf, "PPC64LE", 1000) == RET_KILL_THREAD
+    # without X32 in the profile an x32 call is not "new": libseccomp's bad-arch action
+    bpf = sc.build(rules("SCMP_ACT_ERRNO", ["SCMP_ARCH_X86_64"])).bpf
+    assert run_bpf(bpf, "X86_64", X32_BIT | 1000) == RET_KILL_THREAD
+    assert run_bpf(bpf, "X86_64", 1000) == enosys
+
+
+def test_enosys_stub_s390_setup() -> None:
+    """s390(x) kernels multiplex the numbers they do not know through setup(0): ENOSYS too.
+    (libseccomp cannot mix big-endian s390x into an x86 filter, so the stub runs alone here,
+    in front of a filter that allows everything.)"""
+    bpf = sc.enosys_stub({audit("S390X"): (383, 0)}, errno.ENOSYS) + struct.pack(
+        "=HBBI", 0x06, 0, 0, RET_ALLOW)
+    for nr, want in ((0, ret_errno(errno.ENOSYS)), (1, RET_ALLOW), (383, RET_ALLOW),
+                     (384, ret_errno(errno.ENOSYS))):
+        assert run_bpf(bpf, "S390X", nr) == want, nr
+    assert run_bpf(bpf, "X86_64", 0) == RET_ALLOW      # another architecture: the filter
+    assert sc.enosys_stub({}, errno.ENOSYS) == b""
+
+
+def test_enosys_stub_native_arch_and_unknown_names() -> None:
+    """No "architectures": the native one still gets the stub (runc 1.1.15+; 1.1.5 had none).
+    An architecture none of whose names it knows gets no stub (as runc): there is no highest
+    number to compare with."""
+    bpf = sc.build(rules("SCMP_ACT_ERRNO")).bpf
+    assert run_bpf(bpf, "X86_64", 1000) == ret_errno(errno.ENOSYS)
+    cfg = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64",
+                                                                 "SCMP_ARCH_AARCH64"],
+           "syscalls": [{"names": ["mkdir", "open"], "action": "SCMP_ACT_ALLOW"}]}
+    bpf = sc.build(cfg).bpf
+    assert run_bpf(bpf, "X86_64", 1000) == ret_errno(errno.ENOSYS)
+    assert run_bpf(bpf, "AARCH64", 1000) == ret_errno(errno.EPERM)
+
+
+def test_enosys_stub_with_every_architecture() -> None:
+    """The stub's jumps stay short with every (little-endian) architecture this libseccomp
+    knows at once; a number far above every table is ENOSYS on each."""
+    import seccomp as scmp
+    le = 0x40000000  # __AUDIT_ARCH_LE: libseccomp mixes no endiannesses in one filter
+    arches = [a for a in sorted(sc.ARCHES) if getattr(scmp.Arch, a[len("SCMP_ARCH_"):], 0) & le]
+    bpf = sc.build(rules("SCMP_ACT_ERRNO", arches)).bpf
+    for a in arches:
+        name = a[len("SCMP_ARCH_"):]
+        nr = 0xFFFF | (X32_BIT if name == "X32" else 0)
+        assert run_bpf(bpf, "X86_64" if name == "X32" else name, nr) == \
+            ret_errno(errno.ENOSYS), a
+
+
 # --- notify ----------------------------------------------------------------------------------
 
 # struct seccomp_notif (80 bytes) and seccomp_notif_resp (24 bytes); _IOWR('!', n, size)

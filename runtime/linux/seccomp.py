@@ -7,10 +7,14 @@ slow part can run before `start` and only the install sits between `start` and e
 Semantics follow runc: SCMP_ACT_KILL is KILL_THREAD, ERRNO/TRACE default to EPERM, syscall names
 this libseccomp does not know are skipped, a rule whose action equals the default action is
 skipped, several conditions on one argument become separate rules, the no_new_privs bit is
-never set implicitly, and with no `flags` at all SPEC_ALLOW is set when supported.
+never set implicitly, and with no `flags` at all SPEC_ALLOW is set when supported. Also as
+runc: syscall numbers above the highest one the profile names get ENOSYS unless the default
+action lets calls through (see enosys_stub), so libc falls back from syscalls newer than the
+profile (clone3 -> clone) instead of failing with the default errno.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; annotations are strings anyway
@@ -50,6 +54,22 @@ EPERM = 1
 _U64 = (1 << 64) - 1
 _MAX_ERRNO_RET = 0xFFFF  # SECCOMP_RET_DATA is 16 bits
 _OPTIMIZE_ABOVE = 32  # runc: binary-tree optimisation only for longer rule sets (libseccomp bug)
+
+# The ENOSYS stub put before libseccomp's program (classic BPF, struct sock_filter).
+_BPF_LD_W_ABS = 0x20    # BPF_LD | BPF_W | BPF_ABS: load a u32 of struct seccomp_data
+_BPF_JEQ_K = 0x15
+_BPF_JGT_K = 0x25
+_BPF_JSET_K = 0x45
+_BPF_RET_K = 0x06
+_DATA_NR, _DATA_ARCH = 0, 4               # offsets in struct seccomp_data
+_SECCOMP_RET_ERRNO = 0x00050000
+_X32_SYSCALL_BIT = 0x40000000
+# libseccomp's SCMP_ARCH_* tokens are the kernel's AUDIT_ARCH_* values, except X32: the kernel
+# reports x32 calls as x86_64 with _X32_SYSCALL_BIT set in the number.
+_AUDIT_X86_64 = 0xC000003E
+_AUDIT_S390, _AUDIT_S390X = 0x16, 0x80000016
+# Default actions that let a call through (runc: a tracer or the kernel answers ENOSYS itself)
+_NO_STUB_DEFAULTS = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"})
 
 # seccomp(2) flag bits: we install the exported BPF ourselves (as runc does), which also
 # allows WAIT_KILLABLE_RECV, a flag libseccomp 2.5 does not know.
@@ -268,7 +288,96 @@ def build(cfg: dict | None, path: str = "linux.seccomp") -> Program | None:
     with open(memfd, "w+b", buffering=0) as f:
         filt.export_bpf(f)
         bpf = os.pread(memfd, os.fstat(memfd).st_size, 0)
+    if default_name not in _NO_STUB_DEFAULTS and not (
+            default_name == "SCMP_ACT_ERRNO" and cfg.get("defaultErrnoRet") == errno.ENOSYS):
+        bpf = enosys_stub(last_syscalls(scmp, cfg), errno.ENOSYS) + bpf
     return Program(bpf, raw_flags, notify, scmp.resolve_syscall(scmp.Arch.NATIVE, "seccomp"))
+
+
+def last_syscalls(scmp: Any, cfg: dict) -> dict[int, tuple[int, int]]:
+    """AUDIT_ARCH -> (highest syscall number the profile names, the same for x32 calls; 0 for
+    none), for the profile's architectures and the native one.
+
+    Every rule counts, whatever its action, and names unknown for an architecture do not (as
+    runc). runc 1.1.5 left the native architecture out when `architectures` did not name it,
+    so a profile without that list got no stub at all; runc 1.1.15 and later add it, as here.
+    """
+    names = {n for call in cfg.get("syscalls") or () for n in call["names"]}
+    native = scmp.system_arch()
+    tokens = {native - (1 << 32) if native >= 1 << 31 else native}
+    for a in cfg.get("architectures") or ():
+        tokens.add(getattr(scmp.Arch, a[len("SCMP_ARCH_"):]))   # build() checked they exist
+    last: dict[int, tuple[int, int]] = {}
+    for token in tokens:
+        top = max((scmp.resolve_syscall(token, n) for n in names), default=0)
+        if top <= 0:
+            continue
+        if token == scmp.Arch.X32:
+            prev = last.get(_AUDIT_X86_64, (0, 0))
+            last[_AUDIT_X86_64] = (prev[0], top)
+        else:
+            audit = token & 0xFFFFFFFF
+            prev = last.get(audit, (0, 0))
+            last[audit] = (top, prev[1])
+    return last
+
+
+def enosys_stub(last: dict[int, tuple[int, int]], enosys: int) -> bytes:
+    """BPF to run before libseccomp's filter: a call whose number is above the highest one the
+    profile names for its architecture (last_syscalls) returns ENOSYS, as from a kernel that
+    lacks it; any other call, or an architecture not in `last`, falls through to the filter.
+
+    The same decisions as runc's patchbpf stub (x86_64 and x32 told apart by the x32 bit;
+    s390's setup(0), through which the kernel multiplexes numbers it does not know, also gets
+    ENOSYS), in a layout of our own where every jump goes forward within the stub: each
+    section is a few instructions, so no offset comes near the 255 a conditional jump can
+    reach.
+    """
+    if not last:
+        return b""
+    arches = sorted(last)
+    prog: list = [(_BPF_LD_W_ABS, _DATA_ARCH, None, None)]
+    for i, audit in enumerate(arches):
+        prog.append((_BPF_JEQ_K, audit, f"arch{audit}",
+                     "filter" if i == len(arches) - 1 else None))
+    for audit in arches:
+        top, top_x32 = last[audit]
+        prog += [f"arch{audit}", (_BPF_LD_W_ABS, _DATA_NR, None, None)]
+        if audit in (_AUDIT_S390, _AUDIT_S390X):
+            prog.append((_BPF_JEQ_K, 0, "enosys", None))
+        if audit == _AUDIT_X86_64:
+            prog.append((_BPF_JSET_K, _X32_SYSCALL_BIT, "x32" if top_x32 else "filter",
+                         None if top else "filter"))
+        if top:
+            prog.append((_BPF_JGT_K, top, "enosys", "filter"))
+        if top_x32:
+            prog += ["x32", (_BPF_JGT_K, top_x32, "enosys", "filter")]
+    prog += ["enosys", (_BPF_RET_K, _SECCOMP_RET_ERRNO | enosys, None, None), "filter"]
+    return _assemble(prog)
+
+
+def _assemble(prog: list) -> bytes:
+    """struct sock_filter[] from instructions (code, k, jump-if-true, jump-if-false) whose
+    targets are labels (the strings in `prog`) or None for the next instruction."""
+    import struct
+    at: dict[str, int] = {}
+    n = 0
+    for item in prog:
+        if isinstance(item, str):
+            at[item] = n
+        else:
+            n += 1
+    insn = struct.Struct("=HBBI")
+    out = []
+    for item in prog:
+        if isinstance(item, str):
+            continue
+        code, k, jt, jf = item
+        pc = len(out)
+        # bytes range 0-255: pack fails loudly on a backward or too long jump
+        out.append(insn.pack(code, 0 if jt is None else at[jt] - pc - 1,
+                             0 if jf is None else at[jf] - pc - 1, k))
+    return b"".join(out)
 
 
 def install(prog: Program | None) -> int | None:

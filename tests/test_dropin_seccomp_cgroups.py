@@ -1,0 +1,145 @@
+"""Drop-in fidelity with runc (issue #19): seccomp's answer to syscalls a profile does not know,
+and no cgroup left behind after a realtime `update`. Real containers, runc side by side.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import new_id
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+RUNC = shutil.which("runc")
+
+
+def run_in(cmd: list[str], bundle, cid: str) -> tuple[int, str]:
+    """`run` the bundle with a runtime's command line; always force-delete afterwards."""
+    try:
+        p = subprocess.run(cmd + ["run", "--bundle", str(bundle.path), cid], capture_output=True,
+                           timeout=60)
+    finally:
+        subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+    return p.returncode, p.stdout.decode() + p.stderr.decode()
+
+
+# --- seccomp: ENOSYS above the highest syscall the profile names ---------------------------------
+
+# Makes each raw syscall its arguments name and prints what came back: "NR" through the x86_64
+# syscall instruction, "i386:NR" through int $0x80 (the kernel's 32-bit entry, seccomp arch
+# AUDIT_ARCH_I386), "x32:NR" with the x32 bit set. busybox cannot make a raw syscall.
+SYSNO_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        char *arg = argv[i];
+        long r;
+        if (strncmp(arg, "i386:", 5) == 0) {
+            long nr = strtol(arg + 5, NULL, 0);
+            __asm__ volatile ("int $0x80" : "=a"(r) : "a"(nr), "b"(0), "c"(0), "d"(0) : "memory");
+            if (r < 0 && r > -4096) { errno = -r; r = -1; }
+        } else if (strncmp(arg, "x32:", 4) == 0) {
+            r = syscall(0x40000000L | strtol(arg + 4, NULL, 0), 0, 0, 0);
+        } else {
+            r = syscall(strtol(arg, NULL, 0), 0, 0, 0);
+        }
+        printf("%s=%s\n", arg, r == -1 ? strerrorname_np(errno) : "ok");
+        fflush(stdout);
+    }
+    return 0;
+}
+"""
+
+RSEQ = 334            # x86_64 numbers
+ACCT = 163            # below rseq, named by no allow-list here: the default action decides
+GETTID = 186
+CLONE3 = 435          # newer than the profiles below: what broke real images (glibc's fallback
+                      # to clone needs ENOSYS)
+
+
+def allow_list_up_to_rseq() -> list[str]:
+    """The container profile's allow-list of test_seccomp (enough for the static helper, and
+    for runc 1.1.5, which still runs its Go code after it loads the filter) without the calls
+    newer than rseq: so 335 and above are "newer than the profile"."""
+    import seccomp as scmp
+    from test_seccomp import SYSCALLS_ALLOWED
+    return [n for n in SYSCALLS_ALLOWED if 0 <= scmp.resolve_syscall(scmp.Arch.X86_64, n) <= RSEQ]
+
+
+@pytest.fixture(scope="module")
+def sysno(tmp_path_factory) -> str:
+    if os.uname().machine != "x86_64":
+        pytest.skip("the helper makes x86_64, i386 and x32 syscalls")
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed (hack/setup installs it)")
+    d = tmp_path_factory.mktemp("sysno")
+    (d / "sysno.c").write_text(SYSNO_C)
+    subprocess.run([gcc, "-static", "-O2", "-o", str(d / "sysno"), str(d / "sysno.c")],
+                   check=True, capture_output=True, timeout=120)
+    return str(d / "sysno")
+
+
+def profile(default: str, arches: list[str] | None, **extra) -> dict:
+    cfg = {"defaultAction": default,
+           "syscalls": [{"names": allow_list_up_to_rseq(), "action": "SCMP_ACT_ALLOW"}], **extra}
+    if arches is not None:
+        cfg["architectures"] = arches
+    return cfg
+
+
+ALL_X86 = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+# case: (seccomp profile, calls, expected output lines, whether runc 1.1.5 agrees)
+SECCOMP_CASES = {
+    # podman's and docker's kind of profile, with EPERM as the default errno
+    "errno-default": (profile("SCMP_ACT_ERRNO", ALL_X86),
+                      ["1000", str(CLONE3), str(ACCT), "i386:1000", "x32:1000", f"x32:{ACCT}"],
+                      ["1000=ENOSYS", f"{CLONE3}=ENOSYS", f"{ACCT}=EPERM", "i386:1000=ENOSYS",
+                       "x32:1000=ENOSYS", f"x32:{ACCT}=EPERM"], True),
+    "errno-ret": (profile("SCMP_ACT_ERRNO", ["SCMP_ARCH_X86_64"], defaultErrnoRet=errno.EACCES),
+                  ["1000", str(ACCT)], ["1000=ENOSYS", f"{ACCT}=EACCES"], True),
+    # a call the profile does not know gets ENOSYS instead of killing the process
+    "kill-default": (profile("SCMP_ACT_KILL", ["SCMP_ARCH_X86_64"]), [str(CLONE3), "1000"],
+                     [f"{CLONE3}=ENOSYS", "1000=ENOSYS"], True),
+    # a permissive default lets every call through: gettid runs although 186 > mkdir's 83
+    "allow-default": ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                       "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]},
+                      [str(GETTID), "1000"], [f"{GETTID}=ok", "1000=ENOSYS"], True),
+    "log-default": ({"defaultAction": "SCMP_ACT_LOG", "architectures": ["SCMP_ARCH_X86_64"],
+                     "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]},
+                    [str(GETTID)], [f"{GETTID}=ok"], True),
+    # no "architectures": the native one still gets the stub (runc 1.1.15 and later; 1.1.5
+    # left the stub empty and answered EPERM)
+    "no-architectures": (profile("SCMP_ACT_ERRNO", None), ["1000", str(ACCT)],
+                         ["1000=ENOSYS", f"{ACCT}=EPERM"], False),
+}
+
+
+@pytest.mark.parametrize("case", list(SECCOMP_CASES))
+def test_unknown_syscall_gets_enosys_like_runc(runp, bundle, tmp_path, sysno, case):
+    """A syscall number above the highest one the profile names (one newer than the profile,
+    as clone3 was) returns ENOSYS, so libc falls back, instead of the default action; numbers
+    below it, and every call under a permissive default, get what the profile says."""
+    cfg, calls, want, runc_agrees = SECCOMP_CASES[case]
+    shutil.copy2(sysno, bundle.rootfs / "sysno")
+    bundle.config["linux"]["seccomp"] = cfg
+    # runc then loads the filter right before exec, as runp always does (without it, runc's
+    # own setup after the load would need the profile to allow it)
+    bundle.config["process"]["noNewPrivileges"] = True
+    bundle.set_args("/sysno", *calls)
+    code, out = run_in(runp.cmd(), bundle, new_id("runp"))
+    assert (code, out.split()) == (0, want), out
+    if RUNC is None or not runc_agrees:
+        return
+    code, out = run_in([RUNC, "--root", str(tmp_path / "runc-root")], bundle, new_id("runc"))
+    assert (code, out.split()) == (0, want), f"runc: {out}"
