@@ -258,14 +258,23 @@ def test_create_and_destroy(env):
     assert m.created == []
 
 
-def test_destroy_keeps_existing_parents_and_siblings(env):
+def test_destroy_keeps_a_made_parent_while_used_then_the_last_removes_it(env):
     a = env.manager("a")                 # makes /runp-test-X and /runp-test-X/a
     b = env.manager("b")                 # makes only /runp-test-X/b
     assert all(not c.endswith(env.name) for c in b.created)
     a.destroy()                          # the parent is still used by b: it stays
     assert all(os.path.isdir(os.path.dirname(d)) for d in b.dirs())
-    b.destroy()                          # b did not make the parent: it stays
+    b.destroy()                          # runp made the parent (for a): the last one removes it
     for d in b.dirs():
+        assert not os.path.exists(os.path.dirname(d))
+
+
+def test_destroy_keeps_existing_parents(env):
+    for d in env.manager("c", create=False).dirs():
+        os.makedirs(os.path.dirname(d), exist_ok=True)   # made by someone else first
+    m = env.manager("c")
+    m.destroy()
+    for d in m.dirs():
         assert not os.path.exists(d)
         assert os.path.isdir(os.path.dirname(d))
 

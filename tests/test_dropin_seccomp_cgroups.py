@@ -143,3 +143,102 @@ def test_unknown_syscall_gets_enosys_like_runc(runp, bundle, tmp_path, sysno, ca
         return
     code, out = run_in([RUNC, "--root", str(tmp_path / "runc-root")], bundle, new_id("runc"))
     assert (code, out.split()) == (0, want), f"runc: {out}"
+
+
+# --- cgroups: a realtime update, then delete ------------------------------------------------------
+
+RT = ("--cpu-rt-period", "1000000", "--cpu-rt-runtime", "10000")   # runc's flag names
+
+
+@pytest.fixture
+def cgroup_names():
+    """Names (parts of cgroup paths) a test uses: afterwards no cgroup with one of them may be
+    left in any hierarchy; leftovers are removed, then fail the test."""
+    from test_container_cgroups import _kill_and_remove, dirs_named
+    names: list[str] = []
+    yield names
+    left = sorted({d for n in names for d in dirs_named(n)}, key=len)
+    for d in reversed(left):
+        mark = parent_mark(d)
+        _kill_and_remove(d)
+        if os.path.exists(mark):
+            os.unlink(mark)
+    assert not left, f"cgroup directories survived: {left}"
+
+
+def parent_mark(d: str) -> str:
+    """Where runp marks a parent cgroup it made (runtime.linux.cgroup_recorded.PARENT_MARKS)."""
+    st = os.stat(d)
+    return f"/run/runp-cgroup-parents/{st.st_dev}-{st.st_ino}"
+
+
+def rt_capable() -> str:
+    from runtime.linux.cgroups import common
+    cpu = next((m for m, _, ctrls in common.v1_mounts() if "cpu" in ctrls), None)
+    if cpu is None or not os.path.exists(f"{cpu}/cpu.rt_runtime_us"):
+        pytest.skip("no v1 cpu controller with realtime group scheduling on this host")
+    return cpu
+
+
+def sleeper(bundle, cgroups_path: str | None = None):
+    bundle.config["process"]["args"] = ["sleep", "1000"]
+    if cgroups_path:
+        bundle.config["linux"]["cgroupsPath"] = cgroups_path
+    return bundle.write()
+
+
+@pytest.mark.parametrize("runtime", ["runp", "runc"])
+def test_realtime_update_then_delete_leaves_no_cgroup(runp, bundle, tmp_path, cgroup_names,
+                                                      runtime):
+    """update gives the container a realtime budget; delete still removes its cgroup in every
+    hierarchy, budget and all, as runc does."""
+    cpu = rt_capable()
+    if runtime == "runc" and RUNC is None:
+        pytest.skip("runc is not installed")
+    cmd = runp.cmd() if runtime == "runp" else [RUNC, "--root", str(tmp_path / "runc-root")]
+    cid = new_id(runtime)
+    cgroup_names.append(cid)
+    sleeper(bundle)
+    try:
+        # no pipes: the detached container would hold them open
+        subprocess.run(cmd + ["run", "--detach", "--bundle", str(bundle.path), cid], check=True,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60)
+        p = subprocess.run(cmd + ["update", *RT, cid], capture_output=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        pid = runp.state(cid)["pid"] if runtime == "runp" else None
+        from test_container_cgroups import dirs_named
+        mine = [d for d in dirs_named(cid) if d.startswith(cpu + "/")]
+        assert len(mine) == 1, mine
+        assert open(f"{mine[0]}/cpu.rt_runtime_us").read().strip() == "10000"
+        assert pid is None or pid in map(int, open(f"{mine[0]}/cgroup.procs").read().split())
+    finally:
+        subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+    from test_container_cgroups import dirs_named
+    assert not dirs_named(cid)
+
+
+def test_shared_parent_goes_with_the_last_container(runp, make_bundle, cgroup_names):
+    """Two containers below a parent cgroup runp made for the first one ("/pod/a", "/pod/b"),
+    which the first one's realtime update gave a budget: the first goes while the second still
+    uses the parent, so the second must remove it, budget and all. (runc 1.1.5 never removes
+    parents, and refuses the realtime update because it gives the parent no budget; the
+    runtime-spec has delete remove what create made.)"""
+    from test_container_cgroups import dirs_named
+    cpu = rt_capable()
+    pod = new_id("pod")
+    cgroup_names.append(pod)
+    a, b = new_id("a"), new_id("b")
+    runp("create", "--bundle", str(sleeper(make_bundle(), f"/{pod}/{a}").path), a)
+    runp("create", "--bundle", str(sleeper(make_bundle(), f"/{pod}/{b}").path), b)
+    parents = sorted(d for d in dirs_named(pod) if os.path.basename(d) == pod)
+    assert len(parents) == len(set(map(os.path.dirname, parents))) > 1, parents
+    marks = [parent_mark(d) for d in parents]
+    runp("update", *RT, a)
+    assert open(f"{cpu}/{pod}/cpu.rt_runtime_us").read().strip() == "10000"
+    runp("delete", "--force", a)
+    assert not dirs_named(a)
+    assert all(os.path.isdir(d) for d in parents)      # b still uses them
+    runp("delete", "--force", b)
+    assert not dirs_named(pod)
+    assert not [m for m in marks if os.path.exists(m)]

@@ -1,5 +1,6 @@
 """What the per-container commands need of the cgroup that state.json records: its
-directories, whether it is frozen (`state` and `kill` report "paused") and removing it (`delete`).
+directories, whether it is frozen (`state` and `kill` report "paused") and removing it (`delete`),
+with the parent cgroups runp made for it (see PARENT_MARKS).
 
 It sits beside the cgroups package, not in it (as cgroup_mount.py and cgroup_prime.py do):
 importing the package (the manager and the resource code) costs about 0.5-0.8 ms, close to a
@@ -66,31 +67,98 @@ def remove_recorded(cgroup: dict) -> None:
 
 
 def remove(leaves: list[str], created: list[str]) -> None:
-    """Remove the directories create made (`created`), deepest first: the container's own
-    cgroups (`leaves`) with any sub-cgroups made inside them, retrying EBUSY for about a second
-    while processes exit. Parents that existed before, or that other cgroups still use, stay."""
-    own = set(leaves)
-    pending = sorted(created, key=lambda p: p.count("/"), reverse=True)
+    """Remove what create made: the container's own cgroups (`leaves`, those in `created`) with
+    any sub-cgroups made inside them, retrying EBUSY for about a second while processes exit;
+    then, nearest first, the parents runp made above them (made_parents), whichever container
+    made them. A parent other cgroups still use stays, marked, for the last of them to remove;
+    parents that existed before runp stay."""
+    made = set(created)
+    pending = [d for d in leaves if d in made]
     failed: dict[str, OSError] = {}
     delay = 0.001
     for _ in range(11):
         failed = {}
         for d in pending:
-            if d in own:
-                err = remove_tree(d, retry=False)
-            else:
-                err = rmdir_retry(d, False)
-                if err is not None and err.errno in (errno.EBUSY, errno.ENOTEMPTY):
-                    err = None  # still used by other cgroups: keep it
+            err = remove_tree(d, retry=False)
             if err is not None:
                 failed[d] = err
         if not any(e.errno == errno.EBUSY for e in failed.values()):
             break
+        pending = list(failed)
         time.sleep(delay)
         delay *= 2
+    for leaf in leaves:
+        if leaf in failed or leaf not in made:
+            continue   # a leaf that stays keeps its parents busy
+        for parent, mark in made_parents(leaf, made):
+            err = rmdir_retry(parent, False)
+            if err is None:
+                if mark:
+                    _unlink(mark)
+                continue
+            if err.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                mark_parent(parent)   # other cgroups below it: the last one out removes it
+            else:
+                failed[parent] = err
+            break
     if failed:
         raise RuntimeFailure("cannot remove cgroup " + "; ".join(
             f"{d}: {e.strerror}" for d, e in failed.items()))
+
+
+# A parent cgroup runp made for a nested cgroupsPath ("/pod/ctr") is shared by every container
+# put below it, but only the one that made it has it in its "created" list; if that one goes
+# first, the parent (with the realtime budget runp may have given it) would outlive them all.
+# So runp also marks the parents it makes: an empty file per directory, named by the
+# directory's device and inode number (cgroupfs does not reuse those), so a directory that
+# someone else makes later at the same path is never taken for one of ours. Best effort: where
+# the marks cannot be written, the maker alone removes its parents, as before.
+PARENT_MARKS = "/run/runp-cgroup-parents"
+
+
+def _mark_of(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{PARENT_MARKS}/{st.st_dev}-{st.st_ino}"
+
+
+def mark_parent(path: str) -> None:
+    """Mark a cgroup as made by runp, for whichever container below it goes last."""
+    mark = _mark_of(path)
+    if mark is None:
+        return
+    try:
+        os.makedirs(PARENT_MARKS, 0o700, exist_ok=True)
+        os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError:
+        pass
+
+
+def made_parents(leaf: str, created: set[str] | list[str]) -> list[tuple[str, str | None]]:
+    """The cgroups runp made above `leaf`, nearest first, each with its mark (None if only
+    `created` says so): its ancestors up to the first one that neither is in `created` (made
+    for this container) nor carries a mark (made for another)."""
+    out: list[tuple[str, str | None]] = []
+    marks = os.path.isdir(PARENT_MARKS)   # absent until runp first makes a parent
+    p = os.path.dirname(leaf)
+    while p != "/":
+        mark = _mark_of(p) if marks else None
+        if mark is not None and not os.path.exists(mark):
+            mark = None
+        if mark is None and p not in created:
+            break
+        out.append((p, mark))
+        p = os.path.dirname(p)
+    return out
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def rmdir_retry(path: str, retry: bool) -> OSError | None:

@@ -188,6 +188,10 @@ class Manager:
                 from None
         self.created = self.created + [c for c in created if c not in self.created]
         self._v2ctl = None
+        leaves = self.dirs()
+        for d in created:
+            if d not in leaves:
+                cgroup_recorded.mark_parent(d)   # shared with later siblings: see remove()
 
     def destroy(self) -> None:
         """Remove the directories create() made (cgroup_recorded.remove)."""
