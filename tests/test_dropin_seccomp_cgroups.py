@@ -242,3 +242,31 @@ def test_shared_parent_goes_with_the_last_container(runp, make_bundle, cgroup_na
     runp("delete", "--force", b)
     assert not dirs_named(pod)
     assert not [m for m in marks if os.path.exists(m)]
+
+
+def test_create_makes_again_a_parent_removed_meanwhile(monkeypatch, cgroup_names):
+    """Now that any container's delete removes a parent runp made, a create below it can find
+    the parent gone between its check and its mkdir: it makes the parent again."""
+    from runtime.linux.cgroups import common
+    from test_container_cgroups import v1_root
+    root = v1_root("pids") or rt_capable()
+    pod = new_id("pod")
+    cgroup_names.append(pod)
+    parent = f"{root}/{pod}"
+    os.mkdir(parent)
+    real_mkdir = os.mkdir
+    calls = []
+
+    def racing_mkdir(path, mode=0o777):
+        if not calls:
+            os.rmdir(parent)          # the last sibling's delete, just before our mkdir
+        calls.append(path)
+        real_mkdir(path, mode)
+
+    monkeypatch.setattr(common.os, "mkdir", racing_mkdir)
+    created: list[str] = []
+    common.mkdirs(f"{parent}/ctr", created)
+    monkeypatch.undo()
+    assert created == [parent, f"{parent}/ctr"]
+    for d in reversed(created):
+        os.rmdir(d)

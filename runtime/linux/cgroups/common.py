@@ -123,21 +123,29 @@ def read_psi(dirpath: str, name: str) -> dict | None:
 # --- directories ----------------------------------------------------------------------------------
 
 def mkdirs(path: str, created: list[str]) -> None:
-    """mkdir -p, appending every directory it made (parents first) to `created`."""
-    missing = []
-    p = path
-    while not os.path.isdir(p):
-        missing.append(p)
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    for d in reversed(missing):
+    """mkdir -p, appending every directory it made (parents first) to `created`. A parent that
+    goes meanwhile (the last container below it deleted: cgroup_recorded.remove) is made
+    again."""
+    for attempt in range(10):
+        missing = []
+        p = path
+        while not os.path.isdir(p):
+            missing.append(p)
+            parent = os.path.dirname(p)
+            if parent == p:
+                break
+            p = parent
         try:
-            os.mkdir(d, 0o755)
-        except FileExistsError:
-            continue
-        created.append(d)
+            for d in reversed(missing):
+                try:
+                    os.mkdir(d, 0o755)
+                except FileExistsError:
+                    continue
+                created.append(d)
+            return
+        except FileNotFoundError:
+            if attempt == 9:
+                raise
 
 
 def procs(dirpath: str, recursive: bool = True) -> list[int]:
