@@ -87,10 +87,11 @@ def remove(leaves: list[str], created: list[str]) -> None:
         pending = list(failed)
         time.sleep(delay)
         delay *= 2
+    marks = parent_marks()
     for leaf in leaves:
         if leaf in failed or leaf not in made:
             continue   # a leaf that stays keeps its parents busy
-        for parent, mark in made_parents(leaf, made):
+        for parent, mark in made_parents(leaf, made, marks):
             err = rmdir_retry(parent, False)
             if err is None:
                 if mark:
@@ -116,37 +117,46 @@ def remove(leaves: list[str], created: list[str]) -> None:
 PARENT_MARKS = "/run/runp-cgroup-parents"
 
 
-def _mark_of(path: str) -> str | None:
+def _mark_name(path: str) -> str | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return f"{PARENT_MARKS}/{st.st_dev}-{st.st_ino}"
+    return f"{st.st_dev}-{st.st_ino}"
 
 
 def mark_parent(path: str) -> None:
     """Mark a cgroup as made by runp, for whichever container below it goes last."""
-    mark = _mark_of(path)
-    if mark is None:
+    name = _mark_name(path)
+    if name is None:
         return
     try:
         os.makedirs(PARENT_MARKS, 0o700, exist_ok=True)
-        os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        os.close(os.open(f"{PARENT_MARKS}/{name}", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC,
+                         0o600))
     except OSError:
         pass
 
 
-def made_parents(leaf: str, created: set[str] | list[str]) -> list[tuple[str, str | None]]:
-    """The cgroups runp made above `leaf`, nearest first, each with its mark (None if only
-    `created` says so): its ancestors up to the first one that neither is in `created` (made
-    for this container) nor carries a mark (made for another)."""
+def parent_marks() -> set[str]:
+    """The marks there are: one listing, so that a delete with none (the usual case: marked
+    parents go with their last container) costs no stat of any parent."""
+    try:
+        return set(os.listdir(PARENT_MARKS))
+    except OSError:
+        return set()
+
+
+def made_parents(leaf: str, created: set[str] | list[str],
+                 marks: set[str]) -> list[tuple[str, str | None]]:
+    """The cgroups runp made above `leaf`, nearest first, each with its mark file (None if
+    only `created` says so): its ancestors up to the first one that neither is in `created`
+    (made for this container) nor carries one of `marks` (made for another)."""
     out: list[tuple[str, str | None]] = []
-    marks = os.path.isdir(PARENT_MARKS)   # absent until runp first makes a parent
     p = os.path.dirname(leaf)
     while p != "/":
-        mark = _mark_of(p) if marks else None
-        if mark is not None and not os.path.exists(mark):
-            mark = None
+        name = _mark_name(p) if marks else None
+        mark = f"{PARENT_MARKS}/{name}" if name in marks else None
         if mark is None and p not in created:
             break
         out.append((p, mark))
