@@ -90,6 +90,7 @@ class InitOptions:
         self.cgroup_early = cgroup_early
         self.cgroup_mounter = cgroup_mounter
         self.extra_env = extra_env or []
+        self.host_fds = None  # linux.mount_sources.HostFds: set by stage 1 in a user namespace
 
 
 def forks_directly(spec: Spec) -> bool:
@@ -209,8 +210,22 @@ def _reset_signals() -> None:
 
 
 def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
-    """Enter the namespaces, fork the init (pid 1 of a new pid namespace), report its pid."""
-    in_userns = _enter_namespaces(spec, pipe, direct=False)
+    """Enter the namespaces, fork the init (pid 1 of a new pid namespace), report its pid.
+    In a user namespace with a mount namespace of its own, the rootfs and the bind sources
+    are opened on the host's side first (see linux/mount_sources.py)."""
+    lx = spec.linux
+    opener = None
+    if lx.namespace("user") is not None and namespaces.wants_new(lx.namespaces, "mount"):
+        from .linux.mount_sources import SourceOpener
+        opener = SourceOpener(spec)  # forked now, while we still have the host's credentials
+    try:
+        in_userns = _enter_namespaces(spec, pipe, direct=False)
+        if opener is not None:
+            opts.host_fds = opener.open()
+            log.phase("mount sources")
+    finally:
+        if opener is not None:
+            opener.close()
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -220,6 +235,8 @@ def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
             _report(pipe, e)
         finally:
             os._exit(code)
+    if opts.host_fds is not None:
+        opts.host_fds.close()  # the init has its own copies
     pipe.send("pid", str(pid))
 
 
@@ -354,9 +371,12 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
     # on a bind of root.path in that namespace (detached again by `delete`), and entered by chroot.
     mount_ns = lx.namespace("mount") is not None
-    rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter, host_ns=not mount_ns)
+    rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter, host_ns=not mount_ns,
+                           host_fds=opts.host_fds)
     rootfs.prepare()
     rootfs.mount_all()
+    if opts.host_fds is not None:
+        opts.host_fds.close()
     log.phase("mounts")
     in_cgroup()
     log.phase("cgroup wait")

@@ -56,8 +56,6 @@ _REC_ATTRS: dict[str, tuple[int, int]] = {  # option -> (clear, set)
     "rstrictatime": (MOUNT_ATTR__ATIME, MOUNT_ATTR_STRICTATIME), "rnostrictatime": (0, 0),
     "rnosymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0),
 }
-AT_RECURSIVE = 0x8000
-AT_EMPTY_PATH = 0x1000
 
 DEFAULT_DEVICES = (  # path, major, minor
     ("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7),
@@ -110,20 +108,33 @@ class MountOptions:
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
     attr = struct.pack("QQQQ", attr_set, attr_clr, 0, 0)  # struct mount_attr
-    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    flags = lsys.AT_EMPTY_PATH | (lsys.AT_RECURSIVE if recursive else 0)
     ret = lsys.syscall(lsys.SYS_mount_setattr, fd, b"", flags, attr, len(attr))
     lsys._check(ret, "mount_setattr")
 
 
-class RootfsBuilder:
-    """Builds the container filesystem in the init's mount namespace, then pivots into it."""
+def bind_source(m: Mount, bundle: str) -> str | None:
+    """The host path a bind mount binds (relative to the bundle), None for other mounts."""
+    if m.type != "bind" and "bind" not in m.options and "rbind" not in m.options:
+        return None
+    return m.source if os.path.isabs(m.source) else os.path.join(bundle, m.source)
 
-    def __init__(self, spec: Spec, in_userns: bool, cgroup_mounter=None, host_ns: bool = False) -> None:
+
+class RootfsBuilder:
+    """Builds the container filesystem in the init's mount namespace, then pivots into it.
+
+    With `host_fds` (a user namespace: see mount_sources.py) the rootfs and the bind sources
+    are never looked up by path: they come as fds opened on the host's side, and are cloned
+    and attached from those (open_tree + move_mount)."""
+
+    def __init__(self, spec: Spec, in_userns: bool, cgroup_mounter=None, host_ns: bool = False,
+                 host_fds=None) -> None:
         self.spec = spec
         self.rootfs = spec.root_path
         self.in_userns = in_userns
         self.host_ns = host_ns  # no mount namespace of its own: every mount is visible outside
         self.cgroup_mounter = cgroup_mounter  # callable(dest_fd, mount) for "cgroup" mounts
+        self.host_fds = host_fds  # mount_sources.HostFds or None
         self.rootfd = -1
         self._null = -1  # the verified /dev/null that masks files (see _dev_null)
         # mounts whose "ro"/"rro" waits for finish(): (fd of the mount, recursive, mount)
@@ -137,15 +148,19 @@ class RootfsBuilder:
             # Everything we do from here on stays in our namespace (never leaks to the host) ...
             lsys.mount(None, "/", None, flags)
             # ... and pivot_root refuses a new root whose parent mount is shared.
-            self._make_parent_private(self.rootfs)
+            self._make_parent_private(paths.fd_path(self.host_fds.parent) if self.host_fds
+                                      else mount_point_of(self.rootfs))
+        if self.host_fds is not None:
+            # the same bind, from the fd: the attached tree's fd is the new mount's root
+            self.rootfd = _attach_clone(self.host_fds.rootfs, self.host_fds.rootfs, True)
+            return
         # In the host's namespace this bind is the one handle `delete` detaches (with all the
         # container's mounts under it); it also confines a read-only root to the container.
         lsys.mount(self.rootfs, self.rootfs, None, lsys.MS_BIND | lsys.MS_REC)
         self.rootfd = os.open(self.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
 
     @staticmethod
-    def _make_parent_private(path: str) -> None:
-        mnt = _mount_point_of(path)
+    def _make_parent_private(mnt: str) -> None:
         try:
             lsys.mount(None, mnt, None, lsys.MS_PRIVATE)
         except OSError as e:
@@ -179,8 +194,13 @@ class RootfsBuilder:
                 os.close(fd)
             return
         if opts.is_bind:
-            src = m.source if os.path.isabs(m.source) else os.path.join(self.spec.bundle, m.source)
-            st = os.stat(src)  # follow links on the host side: the source is trusted
+            src: str | int
+            if self.host_fds is not None:
+                src = self.host_fds.source(m.index)
+                st = os.fstat(src)
+            else:
+                src = bind_source(m, self.spec.bundle)
+                st = os.stat(src)  # follow links on the host side: the source is trusted
             dest_fd = paths.make_mountpoint(self.rootfd, m.destination, stat.S_ISDIR(st.st_mode))
             try:
                 self._bind(src, dest_fd, opts, m.destination)
@@ -266,11 +286,15 @@ class RootfsBuilder:
             raise OSError(errno.ENOTDIR, f"filesystem {fstype} must be mounted on an ordinary "
                                          "directory, not a symlink or file")
 
-    def _bind(self, src: str, dest_fd: int, opts: MountOptions, dest: str) -> None:
-        target = paths.fd_path(dest_fd)
-        lsys.mount(src, target, None, opts.flags & (lsys.MS_BIND | lsys.MS_REC))
-        # dest_fd is the directory *under* the new mount; a fresh lookup reaches the mount's root
-        top = paths.open_in_root(self.rootfd, dest)
+    def _bind(self, src: str | int, dest_fd: int, opts: MountOptions, dest: str) -> None:
+        """Bind `src` (a host path, or an fd from host_fds) onto dest_fd, then apply the
+        options to the new mount."""
+        if isinstance(src, int):
+            top = _attach_clone(src, dest_fd, bool(opts.flags & lsys.MS_REC))
+        else:
+            lsys.mount(src, paths.fd_path(dest_fd), None, opts.flags & (lsys.MS_BIND | lsys.MS_REC))
+            # dest_fd is the directory *under* the new mount; a fresh lookup reaches its root
+            top = paths.open_in_root(self.rootfd, dest)
         try:
             extra = opts.flags & ~(lsys.MS_BIND | lsys.MS_REC | lsys.MS_REMOUNT)
             if extra or opts.clear:
@@ -422,7 +446,7 @@ class RootfsBuilder:
         else:
             oldroot = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
             try:
-                os.chdir(self.rootfs)
+                os.fchdir(self.rootfd)
                 lsys.pivot_root(".", ".")
                 # the old root is now stacked on "."; detach it without propagating to the host
                 os.fchdir(oldroot)
@@ -588,7 +612,19 @@ def detach_rootfs(path: str, mount_id: int) -> None:
         lsys.umount2(os.path.realpath(path), lsys.MNT_DETACH)
 
 
-def _mount_point_of(path: str) -> str:
+def _attach_clone(src_fd: int, dest_fd: int, recursive: bool) -> int:
+    """Bind through fds: clone the mount at src_fd (open_tree) and attach the copy onto
+    dest_fd (move_mount). Returns the copy's fd, the new mount's root."""
+    tree = lsys.clone_tree(src_fd, recursive)
+    try:
+        lsys.attach_tree(tree, dest_fd)
+    except BaseException:
+        os.close(tree)  # unmounts the detached copy
+        raise
+    return tree
+
+
+def mount_point_of(path: str) -> str:
     """The mount point containing `path` (from /proc/self/mountinfo)."""
     best = "/"
     with open("/proc/self/mountinfo", "rb") as f:

@@ -83,7 +83,16 @@ SYS_openat2 = 437
 SYS_capget = 125
 SYS_capset = 126
 SYS_close_range = 436
+SYS_open_tree = 428
+SYS_move_mount = 429
 SYS_mount_setattr = 442
+
+# open_tree(2) and move_mount(2)
+OPEN_TREE_CLONE = 0x1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 
 def _check(ret: int, what: str = "", path: str | None = None) -> int:
@@ -170,6 +179,20 @@ def set_pdeathsig(sig: int) -> None:
 
 def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def clone_tree(fd: int, recursive: bool) -> int:
+    """open_tree(fd, "", OPEN_TREE_CLONE): a detached copy of the mount at `fd` (with the
+    mounts below it if `recursive`), as an O_PATH fd of its root. Closing the fd before
+    attach_tree() unmounts the copy again."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    return _check(syscall(SYS_open_tree, fd, b"", flags), "open_tree")
+
+
+def attach_tree(tree_fd: int, dest_fd: int) -> None:
+    """move_mount(2) of a detached tree onto the object behind `dest_fd`."""
+    _check(syscall(SYS_move_mount, tree_fd, b"", dest_fd, b"",
+                   MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:

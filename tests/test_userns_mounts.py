@@ -1,0 +1,266 @@
+"""The rootfs and bind mounts of a container in a user namespace, from directories its root
+cannot search (issue #19, item 4).
+
+Root of the container's user namespace is uid 100000 on the host: it cannot look a path up
+through a 0700 directory of host root, which is what `mktemp -d` makes. The init therefore
+never looks the rootfs or a bind source up itself: a helper with the host's credentials opens
+them in the container's mount namespace (runtime/linux/mount_sources.py). Unlike the rest of
+the suite, these tests never call conftest.make_traversable: the directories stay 0700.
+
+runc 1.1.5 (and runc's main branch, which still binds root.path onto itself from inside the
+user namespace) fails a bundle below such a directory with "permission denied"; it does open
+bind sources on the host's side, so those cases are compared with it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import Bundle, new_id
+
+RUNC = shutil.which("runc")
+IDMAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+needs_runc = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+
+
+def mounts_below(path: Path) -> list[str]:
+    """Lines of our /proc/self/mountinfo whose root or mount point lies below `path`."""
+    p = str(path)
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if p in line]
+
+
+def processes_with(word: str) -> list[int]:
+    """Pids whose command line mentions `word` (a container id)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                cmd = Path(f"/proc/{d}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if word.encode() in cmd:
+                out.append(int(d))
+    return out
+
+
+@pytest.fixture
+def private_dir():
+    """A 0700 directory of host root, as `mktemp -d` makes; no mount below it may outlive the
+    test."""
+    d = Path(tempfile.mkdtemp(prefix="runp-userns-"))
+    st = d.stat()
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+    yield d
+    left = mounts_below(d)
+    for line in reversed(left):  # (a failing test must not leave them to the next one)
+        subprocess.run(["umount", "-l", line.split()[4]], capture_output=True)
+    shutil.rmtree(d)
+    assert not left, f"mounts left behind: {left}"
+
+
+@pytest.fixture
+def open_dir():
+    """A directory everyone may search: for bundles that runc, too, must be able to reach."""
+    d = Path(tempfile.mkdtemp(prefix="runp-userns-open-"))
+    d.chmod(0o755)
+    yield d
+    left = mounts_below(d)
+    shutil.rmtree(d)
+    assert not left, f"mounts left behind: {left}"
+
+
+def userns_bundle(parent: Path, template: Path, *args: str) -> Bundle:
+    path = parent / "bundle"
+    path.mkdir()
+    b = Bundle(path, template)
+    lx = b.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = IDMAP
+    lx["gidMappings"] = IDMAP
+    b.config["process"]["args"] = list(args)
+    return b.write()
+
+
+def bind(source: Path | str, dest: str, *options: str) -> dict:
+    return {"destination": dest, "type": "bind", "source": str(source), "options": list(options)}
+
+
+def sources(private: Path) -> Path:
+    """private/data/f (and a symlink private/link -> data) as host root makes them."""
+    data = private / "data"
+    data.mkdir()
+    (data / "f").write_text("from the host\n")
+    (private / "file").write_text("a bound file\n")
+    (private / "link").symlink_to(data)
+    (private / "filelink").symlink_to(private / "file")
+    return data
+
+
+def run_runc(bundle: Bundle, tmp_path: Path) -> subprocess.CompletedProcess:
+    cmd = [RUNC, "--root", str(tmp_path / "runc-root")]
+    cid = new_id("runc")
+    try:
+        return subprocess.run(cmd + ["run", "-b", str(bundle.path), cid], capture_output=True,
+                              timeout=60)
+    finally:
+        subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+
+
+def test_bundle_below_private_dir_runs(runp, cid, private_dir, rootfs_template):
+    """The rootfs below a 0700 directory of host root: root.path is opened on the host's side
+    and bound from that fd. (runc fails here: "mount ...rootfs: permission denied".)"""
+    b = userns_bundle(private_dir, rootfs_template, "sh", "-c", "id; cat /proc/self/uid_map; "
+                      "stat -c %u /bin/busybox")
+    p = runp("run", "-b", str(b.path), cid)
+    out = p.stdout.decode().split("\n")
+    assert out[0] == "uid=0(root) gid=0(root)"
+    assert out[1].split() == ["0", "100000", "65536"]
+    assert out[2] == "65534"  # host root's files: not mapped into the container
+    assert runp.ids() == []
+
+
+def test_bundle_below_private_dir_no_pivot(runp, cid, private_dir, rootfs_template):
+    """--no-pivot moves the rootfs onto / through the same fd (never by path)."""
+    b = userns_bundle(private_dir, rootfs_template, "sh", "-c", "id -u; ls /")
+    out = runp("run", "--no-pivot", "-b", str(b.path), cid).stdout.decode().split()
+    assert out[0] == "0" and "bin" in out
+
+
+def test_relative_bind_source_in_private_bundle(runp, cid, private_dir, rootfs_template):
+    """A source relative to the bundle, itself below a 0700 directory."""
+    b = userns_bundle(private_dir, rootfs_template, "cat", "/var/f")
+    (b.path / "data").mkdir()
+    (b.path / "data" / "f").write_text("relative\n")
+    b.config["mounts"].append(bind("data", "/var", "rbind", "ro"))
+    b.write()
+    assert runp("run", "-b", str(b.path), cid).stdout == b"relative\n"
+
+
+SCRIPT = ("cat /var/f /home/user/f /etc/group /etc/passwd; stat -c %u /var/f; "
+          "touch /home/user/new 2>&1; touch /var/new 2>&1; ls /proc/self/fd; "
+          "grep -c ' /var \\| /home/user \\| /etc/group \\| /etc/passwd ' /proc/self/mountinfo")
+
+
+@needs_runc
+def test_bind_sources_below_private_dir_as_runc(runp, cid, private_dir, open_dir,
+                                                rootfs_template, tmp_path):
+    """Bind sources below a 0700 directory: a directory (rw, rbind), the same through a
+    symlink (ro), a file and a file through a symlink. Same output as runc 1.1.5, which opens
+    its bind sources on the host's side too: the files readable, the read-only bind read-only,
+    the rw one still refusing the unmapped host root's directory to the container's root
+    (plain permissions), no fd but 0-2 (and ls's own) in the container."""
+    sources(private_dir)
+    b = userns_bundle(open_dir, rootfs_template, "sh", "-c", SCRIPT)
+    b.config["mounts"] += [bind(private_dir / "data", "/var", "rbind", "rw"),
+                           bind(private_dir / "link", "/home/user", "rbind", "ro"),
+                           bind(private_dir / "file", "/etc/group", "bind"),
+                           bind(private_dir / "filelink", "/etc/passwd", "bind", "ro")]
+    b.write()
+    p = runp("run", "-b", str(b.path), cid)
+    out = p.stdout.decode()
+    assert out.startswith("from the host\nfrom the host\na bound file\na bound file\n65534\n")
+    assert "/home/user/new: Read-only file system" in out
+    assert "/var/new: Permission denied" in out
+    assert out.endswith("0\n1\n2\n3\n4\n"), out  # 4 mounts; fds 0-2 and ls's directory
+    r = run_runc(b, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert out == r.stdout.decode()
+
+
+@needs_runc
+def test_locked_host_flags_survive(runp, cid, private_dir, open_dir, rootfs_template, tmp_path):
+    """A source on a read-only nosuid host mount stays so even for a container root with
+    CAP_SYS_ADMIN: the helper opens it in the container's mount namespace, whose copy of the
+    host mount is locked (a clone of the host's own mount, attached there, would not be).
+    runc gives the same answer."""
+    data = sources(private_dir)
+    ro = private_dir / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "--bind", str(data), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro,nosuid", str(ro)], check=True)
+        b = userns_bundle(open_dir, rootfs_template, "sh", "-c",
+                          "mount -o remount,bind,rw /var 2>&1 || echo refused; "
+                          "mount -o remount,bind,suid /var 2>&1 || echo refused; "
+                          "touch /var/new 2>&1; grep ' /var ' /proc/self/mountinfo | "
+                          "grep -o 'ro,nosuid'")
+        caps = b.config["process"]["capabilities"]
+        for kind in caps:
+            caps[kind] = sorted(set(caps[kind]) | {"CAP_SYS_ADMIN"})
+        b.config["mounts"].append(bind(ro, "/var", "rbind"))
+        b.write()
+        out = runp("run", "-b", str(b.path), cid).stdout.decode()
+        assert out.count("refused") == 2 and "Read-only file system" in out, out
+        assert out.endswith("ro,nosuid\n"), out
+        r = run_runc(b, tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert out == r.stdout.decode()
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
+
+
+@needs_runc
+def test_rbind_and_bind_of_a_source_with_a_submount(runp, cid, private_dir, open_dir,
+                                                    rootfs_template, tmp_path):
+    """rbind takes the mounts below the source along (open_tree AT_RECURSIVE); a plain bind
+    of a directory with a host mount below it fails, as for runc (the kernel refuses to
+    reveal what a mount locked for the user namespace hides)."""
+    data = sources(private_dir)
+    (data / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "sub", str(data / "sub")], check=True)
+    try:
+        (data / "sub" / "g").write_text("on the tmpfs\n")
+        b = userns_bundle(open_dir, rootfs_template, "cat", "/var/sub/g")
+        b.config["mounts"].append(bind(data, "/var", "rbind"))
+        b.write()
+        assert runp("run", "-b", str(b.path), cid).stdout == b"on the tmpfs\n"
+        r = run_runc(b, tmp_path)
+        assert (r.returncode, r.stdout) == (0, b"on the tmpfs\n"), r.stderr
+        b.config["mounts"][-1]["options"] = ["bind"]
+        b.write()
+        p = runp("run", "-b", str(b.path), new_id(), check=False)
+        assert p.returncode == 1
+        assert p.stderr.decode().startswith(f"config.json: mounts[{len(b.config['mounts']) - 1}]:")
+        assert run_runc(b, tmp_path).returncode != 0
+    finally:
+        subprocess.run(["umount", str(data / "sub")], check=True)
+
+
+def test_missing_source_fails_cleanly(runp, cid, private_dir, rootfs_template):
+    """A source that does not exist: one line naming the mount, exit 1, and nothing left:
+    no state, no mount, no process (the helper included)."""
+    sources(private_dir)
+    b = userns_bundle(private_dir, rootfs_template, "true")
+    b.config["mounts"] += [bind(private_dir / "data", "/var", "rbind"),
+                           bind(private_dir / "missing", "/home/user", "rbind")]
+    b.write()
+    index = len(b.config["mounts"]) - 1
+    p = runp("create", "-b", str(b.path), cid, check=False)
+    assert p.returncode == 1
+    assert p.stderr.decode() == (f"config.json: mounts[{index}]: mount {private_dir}/missing to "
+                                 "/home/user: No such file or directory\n")
+    assert runp.ids() == []
+    assert mounts_below(private_dir) == []
+    assert processes_with(cid) == []
+
+
+def test_created_container_holds_no_host_fd(runp, cid, private_dir, rootfs_template):
+    """Between create and start the init keeps none of the fds the helper opened (rootfs,
+    its parent mount, the sources): they are closed once the mounts are made."""
+    sources(private_dir)
+    b = userns_bundle(private_dir, rootfs_template, "true")
+    b.config["mounts"].append(bind(private_dir / "data", "/var", "rbind"))
+    b.write()
+    runp("create", "-b", str(b.path), cid)
+    try:
+        pid = runp.state(cid)["pid"]
+        held = [os.readlink(f"/proc/{pid}/fd/{n}") for n in os.listdir(f"/proc/{pid}/fd")]
+        assert not [h for h in held if str(private_dir) in h or h == "/"], held
+    finally:
+        runp("delete", "--force", cid)
