@@ -1329,8 +1329,10 @@ def _(t: T):
     b = t.bundle().sh("stat -c %u /data/f")
     b.config["mounts"].append({"destination": "/data", "type": "bind", "source": str(src),
                                "options": ["bind", "idmap"],
-                               "uidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}],
-                               "gidMappings": [{"containerID": 1000, "hostID": 0, "size": 1}]})
+                               # as runc and crun read a mount's mapping (runc's idmap.bats):
+                               # what the filesystem has as containerID shows as hostID
+                               "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                               "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]})
     cid = t._prepare(b, None)
     p = t._create(b, cid, (), None, None, None)
     if p.rc != 0:

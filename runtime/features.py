@@ -30,7 +30,7 @@ _FLAG_NEW_LISTENER = 1 << 3
 
 def features() -> dict:
     """The features document for this build on this host."""
-    from .linux import capabilities, mounts
+    from .linux import capabilities, idmapped, mounts
     seccomp = _seccomp_features()
     linux: dict = {
         "namespaces": [ns for ns in NAMESPACE_TYPES],
@@ -47,8 +47,9 @@ def features() -> dict:
         "selinux": {"enabled": True},
         # linux.intelRdt is parsed but never applied.
         "intelRdt": {"enabled": False},
-        # mounts[].uidMappings/gidMappings ("idmap" options) are refused (mounts.py).
-        "mountExtensions": {"idmap": {"enabled": False}},
+        # mounts[].uidMappings/gidMappings and "idmap"/"ridmap": idmapped bind mounts
+        # (idmapped.py), where the kernel has mount_setattr(2).
+        "mountExtensions": {"idmap": {"enabled": idmapped.kernel_supports()}},
     }
     annotations = {
         "org.opencontainers.runp.version": __version__,
@@ -69,8 +70,9 @@ def features() -> dict:
 
 def mount_options(mounts) -> set[str]:
     """Every option mounts.MountOptions turns into a flag, propagation or mount attribute
-    (anything else is passed to the filesystem as data), plus tmpcopyup."""
-    return set(mounts._FLAGS) | set(mounts._PROPAGATION) | set(mounts._REC_ATTRS) | {"tmpcopyup"}
+    (anything else is passed to the filesystem as data), plus tmpcopyup, idmap and ridmap."""
+    return set(mounts._FLAGS) | set(mounts._PROPAGATION) | set(mounts._REC_ATTRS) | {
+        "tmpcopyup", "idmap", "ridmap"}
 
 
 def _seccomp_features() -> dict:

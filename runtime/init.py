@@ -174,6 +174,8 @@ def check_config(spec: Spec) -> None:
     if spec.linux.sysctl:  # only namespaced ones: the others would change the host
         from .linux.mounts import check_sysctls
         check_sysctls(spec)
+    from .linux.mounts import check_idmapped  # (imported already: _preload)
+    check_idmapped(spec)
     proc = spec.process
     if proc is None:  # allowed until start (config.md), which then fails
         return
@@ -375,8 +377,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
                            host_fds=opts.host_fds)
     rootfs.prepare()
     rootfs.mount_all()
-    if opts.host_fds is not None:
-        opts.host_fds.close()
+    rootfs.release_sources()
     log.phase("mounts")
     in_cgroup()
     log.phase("cgroup wait")

@@ -117,8 +117,8 @@ class Mount:
     type: str = ""
     source: str = ""
     options: list[str] = field(default_factory=list)
-    uid_mappings: list[dict] = field(default_factory=list)
-    gid_mappings: list[dict] = field(default_factory=list)
+    uid_mappings: list[IDMap] = field(default_factory=list)  # of an idmapped mount
+    gid_mappings: list[IDMap] = field(default_factory=list)
     index: int = 0  # position in config.json "mounts", for error messages
 
 
@@ -330,8 +330,10 @@ def _parse_mount(m: Any, path: str, index: int) -> Mount:
         type=_get(m, "type", str, path, default=""),
         source=_get(m, "source", str, path, default=""),
         options=_str_list(m, "options", path),
-        uid_mappings=_get(m, "uidMappings", list, path, default=[]),
-        gid_mappings=_get(m, "gidMappings", list, path, default=[]),
+        uid_mappings=_parse_idmaps(_get(m, "uidMappings", list, path, default=[]),
+                                   f"{path}.uidMappings"),
+        gid_mappings=_parse_idmaps(_get(m, "gidMappings", list, path, default=[]),
+                                   f"{path}.gidMappings"),
         index=index,
     )
 

@@ -50,14 +50,14 @@ def test_features_document(runp):
     assert f["hooks"] == ["prestart", "createRuntime", "createContainer", "startContainer",
                           "poststart", "poststop"]
     opts = set(f["mountOptions"])
-    assert {"ro", "rw", "rbind", "bind", "nosuid", "rprivate", "rro", "tmpcopyup"} <= opts
-    assert "idmap" not in opts and "ridmap" not in opts
+    assert {"ro", "rw", "rbind", "bind", "nosuid", "rprivate", "rro", "tmpcopyup", "idmap",
+            "ridmap"} <= opts
     lx = f["linux"]
     assert lx["namespaces"] == list(NAMESPACE_TYPES)
     assert lx["capabilities"][0] == "CAP_CHOWN" and "CAP_CHECKPOINT_RESTORE" in lx["capabilities"]
     assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                             "rdma": True}
-    assert lx["mountExtensions"] == {"idmap": {"enabled": False}}
+    assert lx["mountExtensions"] == {"idmap": {"enabled": True}}  # (Linux 5.12+, as here)
     assert lx["intelRdt"] == {"enabled": False}
     sc = lx["seccomp"]
     assert sc["enabled"] is True

@@ -1,5 +1,6 @@
-"""The rootfs and bind mounts of a container in a user namespace, from directories its root
-cannot search (issue #19, item 4).
+"""Bind mounts and user namespaces: the rootfs and bind sources of a container in a user
+namespace, from directories its root cannot search (issue #19, item 4), and idmapped bind
+mounts (mounts[].uidMappings/gidMappings, "idmap"/"ridmap"; issue #14).
 
 Root of the container's user namespace is uid 100000 on the host: it cannot look a path up
 through a 0700 directory of host root, which is what `mktemp -d` makes. The init therefore
@@ -10,6 +11,10 @@ the suite, these tests never call conftest.make_traversable: the directories sta
 runc 1.1.5 (and runc's main branch, which still binds root.path onto itself from inside the
 user namespace) fails a bundle below such a directory with "permission denied"; it does open
 bind sources on the host's side, so those cases are compared with it.
+
+runc 1.1.5 ignores idmapped mounts altogether (the files keep their owners, no error); crun
+1.8.1 makes them (it predates "ridmap" and the spec's text), so the cases it shares are
+compared with crun.
 """
 from __future__ import annotations
 
@@ -25,8 +30,10 @@ import pytest
 from conftest import Bundle, new_id
 
 RUNC = shutil.which("runc")
+CRUN = shutil.which("crun")
 IDMAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 needs_runc = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
+needs_crun = pytest.mark.skipif(CRUN is None, reason="crun is not installed")
 
 
 def mounts_below(path: Path) -> list[str]:
@@ -264,3 +271,152 @@ def test_created_container_holds_no_host_fd(runp, cid, private_dir, rootfs_templ
         assert not [h for h in held if str(private_dir) in h or h == "/"], held
     finally:
         runp("delete", "--force", cid)
+
+
+# --- idmapped mounts (issue #14) ----------------------------------------------------------------
+
+def host_dir(path: Path, uid: int) -> Path:
+    """A directory with a file f in it, both owned by uid:uid on the host."""
+    path.mkdir()
+    (path / "f").write_text("x\n")
+    for p in (path, path / "f"):
+        os.chown(p, uid, uid)
+    return path
+
+
+def idmapped_bind(source: Path, dest: str, container_id: int, host_id: int, *options: str) -> dict:
+    m = bind(source, dest, *options)
+    m["uidMappings"] = m["gidMappings"] = [{"containerID": container_id, "hostID": host_id,
+                                           "size": 1}]
+    return m
+
+
+# the owner of f, a file made through the mount (reads "made"), whether the mount is idmapped
+IDMAP_SCRIPT = ("stat -c %u:%g /var/f; touch /var/new 2>&1 && echo made; "
+                "grep -c ' /var .*idmapped' /proc/self/mountinfo")
+
+
+def check_idmapped_run(cmd: list[str], src: Path, host_owner: int) -> None:
+    """Run a bundle with IDMAP_SCRIPT on an idmapped /var of `src`: its f reads as root's
+    and the file made through the mount is host_owner's on the host (removed again)."""
+    # stdin a pipe, not the host's /dev/null: crun 1.8.1 chowns its stdio to the container's
+    # root, /dev/null included (runp and runc leave them alone)
+    p = subprocess.run(cmd, capture_output=True, timeout=60, input=b"")
+    assert (p.returncode, p.stdout) == (0, b"0:0\nmade\n1\n"), p.stderr
+    st = (src / "new").stat()
+    assert (st.st_uid, st.st_gid) == (host_owner, host_owner)
+    (src / "new").unlink()
+
+
+def crun_cmd(bundle: Bundle, tmp_path: Path) -> list[str]:
+    """crun 1.8.1 run (and delete --force, whatever happened) on this hybrid-cgroup host: in
+    a mount namespace without the cgroup2 mount, which it refuses (GUIDE.md section 5); it
+    reads ociVersion 1.0.x only."""
+    bundle.config["ociVersion"] = "1.0.2"
+    bundle.write()
+    script = ('umount -l /sys/fs/cgroup/unified 2>/dev/null; "$0" --root "$1" run -b "$2" "$3"; '
+              'rc=$?; "$0" --root "$1" delete --force "$3" 2>/dev/null; exit $rc')
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, CRUN,
+            str(tmp_path / "crun-root"), str(bundle.path), new_id("crun")]
+
+
+@pytest.mark.parametrize("runtime", ["runp", pytest.param("crun", marks=needs_crun)])
+def test_idmapped_bind(runp, cid, private_dir, open_dir, rootfs_template, tmp_path, runtime):
+    """No user namespace, a mapping of its own (1000 on disk is 0 through the mount): a file
+    that uid 1000 owns on the host is root's inside, and root's new file is 1000's on the
+    host. crun 1.8.1 gives the same."""
+    src = host_dir(private_dir / "data", 1000)
+    (open_dir / "bundle").mkdir()
+    b = Bundle(open_dir / "bundle", rootfs_template)
+    b.config["process"]["args"] = ["sh", "-c", IDMAP_SCRIPT]
+    b.config["mounts"].append(idmapped_bind(src, "/var", 1000, 0, "bind", "idmap"))
+    b.write()
+    cmd = runp.cmd("run", "-b", str(b.path), cid) if runtime == "runp" else crun_cmd(b, tmp_path)
+    check_idmapped_run(cmd, src, 1000)
+
+
+@pytest.mark.parametrize("runtime", ["runp", pytest.param("crun", marks=needs_crun)])
+def test_idmapped_bind_takes_the_containers_mapping(runp, cid, private_dir, open_dir,
+                                                    rootfs_template, tmp_path, runtime):
+    """A user namespace (0 is 100000) and "idmap" without mappings of its own: the mount takes
+    the container's, so host root's files are the container root's (65534, unmapped,
+    without the idmap) and what it makes is host root's. For runp the source lies below a
+    0700 directory: the helper with the host's credentials makes the idmapped copy. crun
+    agrees (given a source it can reach from the user namespace)."""
+    src = host_dir(private_dir / "data", 0)
+    b = userns_bundle(open_dir, rootfs_template, "sh", "-c", IDMAP_SCRIPT)
+    b.config["mounts"].append(bind(src, "/var", "bind", "idmap"))
+    b.write()
+    if runtime == "runp":
+        cmd = runp.cmd("run", "-b", str(b.path), cid)
+    else:
+        private_dir.chmod(0o755)
+        cmd = crun_cmd(b, tmp_path)
+    check_idmapped_run(cmd, src, 0)
+
+
+def test_idmapped_bind_own_mapping_in_userns(runp, cid, private_dir, rootfs_template):
+    """A user namespace and a mapping of the mount's own: 1000 on disk is 100000 through the
+    mount, the container's root."""
+    src = host_dir(private_dir / "data", 1000)
+    b = userns_bundle(private_dir, rootfs_template, "sh", "-c", IDMAP_SCRIPT)
+    b.config["mounts"].append(idmapped_bind(src, "/var", 1000, 100000, "rbind", "idmap"))
+    b.write()
+    assert runp("run", "-b", str(b.path), cid).stdout == b"0:0\nmade\n1\n"
+    assert (src / "new").stat().st_uid == 1000
+
+
+def test_ridmap_maps_the_mounts_below(runp, cid, private_dir, rootfs_template):
+    """rbind with "ridmap" maps the mounts below the source too; with "idmap" only the top
+    one (AT_RECURSIVE or not for mount_setattr). Read-only stays read-only."""
+    src = host_dir(private_dir / "data", 1000)
+    (src / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,uid=1000,gid=1000", "sub",
+                    str(src / "sub")], check=True)
+    try:
+        (private_dir / "bundle").mkdir()
+        b = Bundle(private_dir / "bundle", rootfs_template)
+        b.config["process"]["args"] = ["sh", "-c", "stat -c %u /var/sub /home/user/sub; "
+                                       "touch /home/user/x 2>&1 || true"]
+        b.config["mounts"] += [idmapped_bind(src, "/var", 1000, 0, "rbind", "ridmap"),
+                               idmapped_bind(src, "/home/user", 1000, 0, "rbind", "idmap", "ro")]
+        b.write()
+        out = runp("run", "-b", str(b.path), cid).stdout.decode()
+        assert out == "0\n1000\ntouch: /home/user/x: Read-only file system\n"
+    finally:
+        subprocess.run(["umount", str(src / "sub")], check=True)
+
+
+IDMAP_ERRORS = {  # mount -> the error after "config.json: mounts[N]: "
+    "tmpfs": ({"destination": "/var", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"]},
+              "idmapped mounts are only supported for bind mounts"),
+    "sysfs": (idmapped_bind(Path("/sys/kernel"), "/var", 0, 1000, "rbind", "idmap"),
+              "mount /sys/kernel to /var: idmapped mount: the filesystem does not support it "
+              "(mount_setattr: Invalid argument)"),
+    "one mapping": ({**bind(Path("/tmp"), "/var", "bind", "idmap"),
+                     "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]},
+                    "uidMappings and gidMappings must be given together"),
+    "no mapping": (bind(Path("/tmp"), "/var", "bind", "ridmap"),
+                   "an idmapped mount without uidMappings and gidMappings takes the "
+                   "container's, but it has no user namespace"),
+}
+
+
+@pytest.mark.parametrize("case,userns", [(c, u) for c in IDMAP_ERRORS for u in (False, True)
+                                          if not (c == "no mapping" and u)])  # (fine in a userns)
+def test_idmapped_mount_errors(runp, cid, private_dir, rootfs_template, case, userns):
+    """An idmap that cannot be: one line naming the mount, exit 1, nothing left behind."""
+    mount, error = IDMAP_ERRORS[case]
+    if userns:
+        b = userns_bundle(private_dir, rootfs_template, "true")
+    else:
+        (private_dir / "bundle").mkdir()
+        b = Bundle(private_dir / "bundle", rootfs_template)
+    b.config["mounts"].append(mount)
+    b.write()
+    p = runp("create", "-b", str(b.path), cid, check=False)
+    assert (p.returncode, p.stderr.decode()) == (
+        1, f"config.json: mounts[{len(b.config['mounts']) - 1}]: {error}\n")
+    assert runp.ids() == []
+    assert mounts_below(private_dir) == []
+    assert processes_with(cid) == []

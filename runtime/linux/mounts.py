@@ -13,7 +13,7 @@ import struct
 
 from ..errors import RuntimeFailure
 from ..spec import Mount, Spec
-from . import nopivot, paths
+from . import idmapped, nopivot, paths
 from .mountinfo import unescape as _unescape
 from . import sys as lsys
 
@@ -79,7 +79,8 @@ class MountOptions:
         self.rec_clear = 0
         self.data: list[str] = []
         self.tmpcopyup = False
-        self.idmap = False
+        self.idmap = False  # "idmap" or "ridmap" (idmapped.py)
+        self.idmap_recursive = False  # "ridmap": the mounts below an rbind are mapped too
         for opt in options:
             if opt in _FLAGS:
                 clear, bit = _FLAGS[opt]
@@ -98,19 +99,13 @@ class MountOptions:
                 self.tmpcopyup = True
             elif opt in ("idmap", "ridmap"):
                 self.idmap = True
+                self.idmap_recursive = opt == "ridmap"
             else:
                 self.data.append(opt)
 
     @property
     def is_bind(self) -> bool:
         return bool(self.flags & lsys.MS_BIND)
-
-
-def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
-    attr = struct.pack("QQQQ", attr_set, attr_clr, 0, 0)  # struct mount_attr
-    flags = lsys.AT_EMPTY_PATH | (lsys.AT_RECURSIVE if recursive else 0)
-    ret = lsys.syscall(lsys.SYS_mount_setattr, fd, b"", flags, attr, len(attr))
-    lsys._check(ret, "mount_setattr")
 
 
 def bind_source(m: Mount, bundle: str) -> str | None:
@@ -135,6 +130,7 @@ class RootfsBuilder:
         self.host_ns = host_ns  # no mount namespace of its own: every mount is visible outside
         self.cgroup_mounter = cgroup_mounter  # callable(dest_fd, mount) for "cgroup" mounts
         self.host_fds = host_fds  # mount_sources.HostFds or None
+        self._idmapper: idmapped.Idmapper | None = None  # (made on the first idmapped bind)
         self.rootfd = -1
         self._null = -1  # the verified /dev/null that masks files (see _dev_null)
         # mounts whose "ro"/"rro" waits for finish(): (fd of the mount, recursive, mount)
@@ -152,7 +148,8 @@ class RootfsBuilder:
                                       else mount_point_of(self.rootfs))
         if self.host_fds is not None:
             # the same bind, from the fd: the attached tree's fd is the new mount's root
-            self.rootfd = _attach_clone(self.host_fds.rootfs, self.host_fds.rootfs, True)
+            root = self.host_fds.rootfs
+            self.rootfd = _attach(lsys.clone_tree(root, True), root)
             return
         # In the host's namespace this bind is the one handle `delete` detaches (with all the
         # container's mounts under it); it also confines a read-only root to the container.
@@ -180,8 +177,6 @@ class RootfsBuilder:
     def mount_one(self, m: Mount) -> None:
         opts = MountOptions(m.options)
         fstype = m.type
-        if opts.idmap:
-            raise OSError(errno.ENOTSUP, "idmapped mounts are not supported by runp yet")
         if fstype == "bind":
             opts.flags |= lsys.MS_BIND
         if fstype == "cgroup" and not opts.is_bind:
@@ -194,18 +189,7 @@ class RootfsBuilder:
                 os.close(fd)
             return
         if opts.is_bind:
-            src: str | int
-            if self.host_fds is not None:
-                src = self.host_fds.source(m.index)
-                st = os.fstat(src)
-            else:
-                src = bind_source(m, self.spec.bundle)
-                st = os.stat(src)  # follow links on the host side: the source is trusted
-            dest_fd = paths.make_mountpoint(self.rootfd, m.destination, stat.S_ISDIR(st.st_mode))
-            try:
-                self._bind(src, dest_fd, opts, m.destination)
-            finally:
-                os.close(dest_fd)
+            self._mount_bind(m, opts)
             return
         if fstype in ("proc", "sysfs"):
             self._ordinary_dir_only(m.destination, fstype)
@@ -286,11 +270,53 @@ class RootfsBuilder:
             raise OSError(errno.ENOTDIR, f"filesystem {fstype} must be mounted on an ordinary "
                                          "directory, not a symlink or file")
 
-    def _bind(self, src: str | int, dest_fd: int, opts: MountOptions, dest: str) -> None:
-        """Bind `src` (a host path, or an fd from host_fds) onto dest_fd, then apply the
-        options to the new mount."""
+    def _mount_bind(self, m: Mount, opts: MountOptions) -> None:
+        """A bind mount of a host path, or of what host_fds holds for it; idmapped if asked
+        (idmapped.py: a detached copy with the mapping, made here when we are host root)."""
+        src: str | int
+        tree = False
+        if self.host_fds is not None:
+            src, tree = self.host_fds.source(m.index)
+        else:
+            src = bind_source(m, self.spec.bundle)
+            if idmapped.wanted(m):
+                if self.in_userns:  # not host root (with a new mount namespace: host_fds)
+                    raise OSError(errno.EPERM, "an idmapped mount in a user namespace needs a "
+                                               "mount namespace of the container's own")
+                if self._idmapper is None:
+                    self._idmapper = idmapped.Idmapper()
+                src = self._idmapper.clone(src, m, bool(opts.flags & lsys.MS_REC),
+                                           opts.idmap_recursive)
+                tree = True
+        try:
+            # a path is followed on the host side: the source is trusted
+            st = os.stat(src) if isinstance(src, str) else os.fstat(src)
+            dest_fd = paths.make_mountpoint(self.rootfd, m.destination, stat.S_ISDIR(st.st_mode))
+        except BaseException:
+            if tree:
+                os.close(src)
+            raise
+        try:
+            self._bind(src, dest_fd, opts, m.destination, tree)
+        finally:
+            os.close(dest_fd)
+
+    def release_sources(self) -> None:
+        """Close what the bind mounts were made from, once they are all made."""
+        if self.host_fds is not None:
+            self.host_fds.close()
+        if self._idmapper is not None:
+            self._idmapper.close()
+            self._idmapper = None
+
+    def _bind(self, src: str | int, dest_fd: int, opts: MountOptions, dest: str,
+              tree: bool = False) -> None:
+        """Bind `src` onto dest_fd, then apply the options to the new mount. `src` is a host
+        path, an fd from host_fds (cloned here) or, with `tree`, a detached copy to attach as
+        it is (an idmapped one; closed here)."""
         if isinstance(src, int):
-            top = _attach_clone(src, dest_fd, bool(opts.flags & lsys.MS_REC))
+            top = _attach(src if tree else lsys.clone_tree(src, bool(opts.flags & lsys.MS_REC)),
+                          dest_fd)
         else:
             lsys.mount(src, paths.fd_path(dest_fd), None, opts.flags & (lsys.MS_BIND | lsys.MS_REC))
             # dest_fd is the directory *under* the new mount; a fresh lookup reaches its root
@@ -310,7 +336,7 @@ class RootfsBuilder:
         for p in opts.propagation:
             lsys.mount(None, paths.fd_path(fd), None, p)
         if opts.rec_set or opts.rec_clear:
-            mount_setattr(fd, opts.rec_set, opts.rec_clear)
+            lsys.mount_setattr(fd, opts.rec_set, opts.rec_clear)
 
     def _tmpcopyup(self, m: Mount, dest_fd: int, opts: MountOptions) -> None:
         """tmpfs at dest, seeded with dest's old content (podman's --read-only /tmp etc.)."""
@@ -517,7 +543,7 @@ class RootfsBuilder:
         try:
             for fd, recursive, m in todo:
                 try:
-                    mount_setattr(fd, MOUNT_ATTR_RDONLY, 0, recursive)
+                    lsys.mount_setattr(fd, MOUNT_ATTR_RDONLY, 0, recursive)
                 except OSError as e:
                     raise RuntimeFailure(f"config.json: mounts[{m.index}]: make {m.destination} "
                                          f"read-only: {e.strerror or e}") from None
@@ -612,10 +638,9 @@ def detach_rootfs(path: str, mount_id: int) -> None:
         lsys.umount2(os.path.realpath(path), lsys.MNT_DETACH)
 
 
-def _attach_clone(src_fd: int, dest_fd: int, recursive: bool) -> int:
-    """Bind through fds: clone the mount at src_fd (open_tree) and attach the copy onto
-    dest_fd (move_mount). Returns the copy's fd, the new mount's root."""
-    tree = lsys.clone_tree(src_fd, recursive)
+def _attach(tree: int, dest_fd: int) -> int:
+    """Attach a detached copy (lsys.clone_tree) onto dest_fd: a bind through fds. Returns
+    the copy's fd, now the new mount's root; closes it on failure (unmounting the copy)."""
     try:
         lsys.attach_tree(tree, dest_fd)
     except BaseException:
@@ -654,6 +679,24 @@ def _fstatfs_type(fd: int) -> int:
     buf = lsys.buffer(120)  # struct statfs; f_type (a long) comes first
     lsys._check(_fstatfs(fd, buf), "fstatfs")
     return struct.unpack_from("l", buf.raw)[0]
+
+
+def check_idmapped(spec: Spec) -> None:
+    """What config.md requires of idmapped mounts, checked in `create` before anything is
+    made: bind mounts only, both mappings or none, and none only with a user namespace (whose
+    mappings the mount then takes)."""
+    from ..errors import ConfigError
+    for m in spec.mounts:
+        if not idmapped.wanted(m):
+            continue
+        where = f"mounts[{m.index}]"
+        if bind_source(m, spec.bundle) is None:
+            raise ConfigError(where, "idmapped mounts are only supported for bind mounts")
+        if bool(m.uid_mappings) != bool(m.gid_mappings):
+            raise ConfigError(where, "uidMappings and gidMappings must be given together")
+        if not m.uid_mappings and spec.linux.namespace("user") is None:
+            raise ConfigError(where, "an idmapped mount without uidMappings and gidMappings "
+                                     "takes the container's, but it has no user namespace")
 
 
 IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",

@@ -57,18 +57,23 @@ def join_existing(nss: list[Namespace]) -> None:
 def write_id_maps(pid: int, uid_maps: list[IDMap], gid_maps: list[IDMap]) -> None:
     """Write /proc/<pid>/{uid,gid}_map for a child that has just unshared its user namespace."""
     for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
-        if not maps:
-            continue
-        data = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps).encode()
         try:
-            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            write_id_map(pid, name, maps)
         except OSError as e:
             key = "uidMappings" if name == "uid_map" else "gidMappings"
             raise RuntimeFailure(f"config.json: linux.{key}: write {name}: {e.strerror}") from None
+
+
+def write_id_map(pid: int | str, name: str, maps: list[IDMap]) -> None:
+    """Write one of /proc/<pid>/uid_map and gid_map (nothing for no maps)."""
+    if not maps:
+        return
+    data = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps).encode()
+    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 def write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:

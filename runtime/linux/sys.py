@@ -87,7 +87,8 @@ SYS_open_tree = 428
 SYS_move_mount = 429
 SYS_mount_setattr = 442
 
-# open_tree(2) and move_mount(2)
+# open_tree(2), move_mount(2), mount_setattr(2)
+AT_FDCWD = -100
 OPEN_TREE_CLONE = 0x1
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
@@ -181,12 +182,22 @@ def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
 
-def clone_tree(fd: int, recursive: bool) -> int:
-    """open_tree(fd, "", OPEN_TREE_CLONE): a detached copy of the mount at `fd` (with the
-    mounts below it if `recursive`), as an O_PATH fd of its root. Closing the fd before
-    attach_tree() unmounts the copy again."""
-    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    return _check(syscall(SYS_open_tree, fd, b"", flags), "open_tree")
+def clone_tree(src: int | str, recursive: bool) -> int:
+    """open_tree(OPEN_TREE_CLONE): a detached copy of the mount at `src` (an fd, or a path
+    that is followed), with the mounts below it if `recursive`, as an O_PATH fd of its root.
+    Closing the fd before attach_tree() unmounts the copy again."""
+    flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    if isinstance(src, int):
+        return _check(syscall(SYS_open_tree, src, b"", flags | AT_EMPTY_PATH), "open_tree")
+    return _check(syscall(SYS_open_tree, AT_FDCWD, src.encode(), flags), "open_tree", src)
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True,
+                  userns_fd: int = 0) -> None:
+    """mount_setattr(2) on the mount at `fd` (and the mounts below it if `recursive`)."""
+    attr = struct.pack("QQQQ", attr_set, attr_clr, 0, userns_fd)  # struct mount_attr
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(syscall(SYS_mount_setattr, fd, b"", flags, attr, len(attr)), "mount_setattr")
 
 
 def attach_tree(tree_fd: int, dest_fd: int) -> None:
