@@ -447,8 +447,17 @@ def _parse_linux(lx: dict) -> Linux:
 # --- `runp spec` -----------------------------------------------------------------------------------
 
 def default_spec(rootless: bool = False) -> dict:
-    """The config `runp spec` writes: runc's example config, for runtime-spec 1.3."""
+    """The config `runp spec` writes: runc's template (specconv.Example, and ToRootless for
+    --rootless), for runtime-spec 1.3. It differs from runc's only in ociVersion (the spec
+    version runp implements) and hostname (each runtime writes its own name, as crun does).
+    As with runc, a cgroup namespace only on a pure cgroup v2 host: on v1 and hybrid hosts a
+    caller adding its own would get a "duplicate namespace" error."""
     caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    namespaces = ["pid", "network", "ipc", "uts", "mount"]
+    # pure cgroup v2: what runtime.linux.cgroups.detect() calls "v2" (that package is not
+    # imported here: `runp spec` and the tests load this module)
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        namespaces.append("cgroup")
     devpts = ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
     if not rootless:
         devpts.append("gid=5")
@@ -483,7 +492,7 @@ def default_spec(rootless: bool = False) -> dict:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "namespaces": [{"type": t} for t in namespaces],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
                             "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
                             "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
@@ -494,9 +503,10 @@ def default_spec(rootless: bool = False) -> dict:
     if rootless:
         lx = spec["linux"]
         del lx["resources"]
-        lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
-        lx["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
-        lx["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+        lx["namespaces"] = [{"type": t} for t in namespaces if t != "network"] + [{"type": "user"}]
+        spec["linux"] = {  # first in "linux", as in runc's (the order of its Go struct)
+            "uidMappings": [{"containerID": 0, "hostID": os.geteuid(), "size": 1}],
+            "gidMappings": [{"containerID": 0, "hostID": os.getegid(), "size": 1}], **lx}
         spec["mounts"][5] = {"destination": "/sys", "type": "none", "source": "/sys",
                              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
     return spec

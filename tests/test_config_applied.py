@@ -25,7 +25,9 @@ def ns_inode(pid: int | str, name: str) -> str:
 # --- namespaces ------------------------------------------------------------------------------
 
 def test_new_namespaces(runp, bundle, cid):
-    bundle.config["linux"]["namespaces"].append({"type": "time"})
+    lx = bundle.config["linux"]
+    lx["namespaces"] += [{"type": t} for t in ("time", "cgroup")  # (spec has cgroup on pure v2)
+                         if not any(ns["type"] == t for ns in lx["namespaces"])]
     bundle.set_args("sleep", "100")
     runp("run", "-d", "-b", str(bundle.path), cid)
     pid = runp.state(cid)["pid"]

@@ -13,6 +13,10 @@ def _mounts() -> str:
         return f.read()
 
 
+# where a namespace appended to base_config() lands: `runp spec` has a cgroup namespace only on
+# a pure cgroup v2 host, as runc's template
+NEW_NS = len(base_config()["linux"]["namespaces"])
+
 CASES = [
     ("ociVersion", lambda c: c.pop("ociVersion"), "ociVersion: is required"),
     ("ociVersion bad", lambda c: c.update(ociVersion="banana"), "ociVersion:"),
@@ -30,9 +34,9 @@ CASES = [
     ("rlimit type", lambda c: c["process"]["rlimits"][0].update(type="RLIMIT_FOO"),
      'process.rlimits[0].type: unknown rlimit "RLIMIT_FOO"'),
     ("namespace type", lambda c: c["linux"]["namespaces"].append({"type": "bogus"}),
-     'linux.namespaces[6].type: unknown namespace type "bogus"'),
+     f'linux.namespaces[{NEW_NS}].type: unknown namespace type "bogus"'),
     ("namespace dup", lambda c: c["linux"]["namespaces"].append({"type": "pid"}),
-     "linux.namespaces[6].type: duplicate"),
+     f"linux.namespaces[{NEW_NS}].type: duplicate"),
     ("mount dest type", lambda c: c["mounts"][0].update(destination=1), "mounts[0].destination:"),
     ("mount options", lambda c: c["mounts"][1].update(options="ro"), "mounts[1].options: must be an array"),
     ("unknown cap", lambda c: c["process"]["capabilities"]["bounding"].append("CAP_FOO"),
@@ -120,6 +124,6 @@ def test_check_command_reports_every_violation(runp, bundle):
     p = runp("check", "-b", str(bundle.path), check=False)
     out = p.stdout.decode()
     assert p.returncode == 1
-    assert "process.user.uid" in out and "linux.namespaces[6]" in out, out
+    assert "process.user.uid" in out and f"linux.namespaces[{NEW_NS}]" in out, out
     bundle.write(base_config())
     assert runp("check", "-b", str(bundle.path)).returncode == 0

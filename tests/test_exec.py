@@ -188,6 +188,7 @@ def test_process_file_errors_name_the_file(runp, bundle, cid, tmp_path):
 # --- detach, pid file, namespaces, cgroup --------------------------------------------------------
 
 def test_detach_pid_file(runp, bundle, cid, tmp_path):
+    with_cgroup_ns(bundle)
     init = start(runp, bundle, cid)
     pf = tmp_path / "exec.pid"
     t0 = time.monotonic()
@@ -223,6 +224,7 @@ def test_detach_returns_while_running(runp, bundle, cid, tmp_path):
 
 def test_same_namespaces_foreground(runp, bundle, cid):
     bundle.config["linux"]["namespaces"].append({"type": "time"})
+    with_cgroup_ns(bundle)
     init = start(runp, bundle, cid)
     names = ("pid", "mnt", "net", "ipc", "uts", "cgroup", "time")
     seen = out(runp, cid, "sh", "-c", " ".join(f"readlink /proc/self/ns/{n};" for n in names))
@@ -232,7 +234,14 @@ def test_same_namespaces_foreground(runp, bundle, cid):
     assert out(runp, cid, "hostname") == "runp\n"
 
 
+def with_cgroup_ns(bundle) -> None:
+    """`runp spec`, like runc's, has a cgroup namespace only on a pure cgroup v2 host."""
+    if not any(ns["type"] == "cgroup" for ns in bundle.config["linux"]["namespaces"]):
+        bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
+
+
 def test_in_container_cgroup(runp, bundle, cid, tmp_path):
+    with_cgroup_ns(bundle)
     init = start(runp, bundle, cid)
     host_view = Path(f"/proc/{init}/cgroup").read_text()
     inside = out(runp, cid, "cat", "/proc/self/cgroup")

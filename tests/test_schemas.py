@@ -17,6 +17,7 @@ from runtime import check  # noqa: E402
 from runtime.spec import default_spec  # noqa: E402
 
 SCHEMAS = TOP / "schemas"
+NEW_NS = len(default_spec()["linux"]["namespaces"])  # where an appended namespace lands
 SCHEMA_FILES = ("defs.json", "config-schema.json", "config-linux.json", "state-schema.json")
 
 
@@ -174,9 +175,9 @@ BROKEN = [
     ("annotation value not string", _set(["annotations"], {"com.example.n": 1}),
      "annotations.com.example.n", "must be a string"),
     ("unknown namespace type", _append(["linux", "namespaces"], {"type": "net"}),
-     "linux.namespaces[6].type", '"net" is not one of'),
+     f"linux.namespaces[{NEW_NS}].type", '"net" is not one of'),
     ("duplicate namespace", _append(["linux", "namespaces"], {"type": "pid"}),
-     "linux.namespaces[6].type", "duplicate namespace"),
+     f"linux.namespaces[{NEW_NS}].type", "duplicate namespace"),
     ("relative namespace path", _set(["linux", "namespaces", 1], {"type": "network", "path": "proc/1/ns/net"}),
      "linux.namespaces[1].path", "not an absolute path"),
     ("negative hostID", _set(["linux", "uidMappings"], [{"containerID": 0, "hostID": -5, "size": 1}]),
@@ -271,7 +272,7 @@ def test_every_problem_is_reported_sorted_by_path():
     cfg["hooks"] = {"prestart": [{"path": "hook"}]}
     lines = check.validate_config(cfg)
     paths = [ln.split(": ")[1] for ln in lines]
-    assert paths == ["hooks.prestart[0].path", "linux.namespaces[6].type", "ociVersion",
+    assert paths == ["hooks.prestart[0].path", f"linux.namespaces[{NEW_NS}].type", "ociVersion",
                      "process.capabilities.bounding[2]", "process.capabilities.bounding[11]"]
 
 
