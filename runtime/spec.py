@@ -72,6 +72,12 @@ def _uint(obj: dict, key: str, path: str, required: bool = False, default: int |
     return v
 
 
+def _clean_abs(path: str) -> str:
+    """An absolute path cleaned lexically, as runc's securejoin cleans it: "/dev/foo/",
+    "/dev//foo" and "/dev/x/../foo" are all "/dev/foo" (normpath keeps a leading "//")."""
+    return "/" + os.path.normpath(path).lstrip("/")
+
+
 # --- the parsed spec ----------------------------------------------------------------------------
 
 @record
@@ -411,6 +417,7 @@ def _parse_linux(lx: dict) -> Linux:
         dpath = _get(d, "path", str, dp, required=True)
         if not os.path.isabs(dpath):
             raise ConfigError(f"{dp}.path", f'"{dpath}" is not an absolute path')
+        dpath = _clean_abs(dpath)
         typ = _get(d, "type", str, dp, required=True)
         if typ not in ("c", "b", "u", "p"):
             raise ConfigError(f"{dp}.type", f'unknown device type "{typ}"')

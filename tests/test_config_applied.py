@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -205,6 +206,23 @@ def test_devices(runp, bundle, cid):
     assert lines[1] == "/dev/sub/dir/loopx block special file 7:c8 600 0:0"
     assert lines[2].startswith("/dev/myfifo fifo")
     assert lines[3].startswith("/dev/null character special file 1:3 666")
+
+
+@pytest.mark.parametrize("path", ["/dev/foo/", "/dev//foo", "/dev/sub/../foo", "//dev/foo"])
+def test_device_path_is_cleaned_as_runc(runp, bundle, cid, tmp_path, path):
+    """A linux.devices path is cleaned lexically, as runc's securejoin does: a trailing
+    slash, a doubled one or a ".." is no error, and the node lands at /dev/foo (no /dev/sub)."""
+    bundle.config["linux"]["devices"] = [{"path": path, "type": "c", "major": 1, "minor": 5,
+                                          "fileMode": 0o640, "uid": 7, "gid": 8}]
+    check = "stat -c '%n %F %t:%T %a %u:%g' /dev/foo; ls /dev"
+    out = run_out(runp, bundle, cid, "sh", "-c", check)
+    assert out.splitlines()[0] == "/dev/foo character special file 1:5 640 7:8", out
+    assert "sub" not in out.split()
+    runc = shutil.which("runc")
+    if runc:
+        p = subprocess.run([runc, "--root", str(tmp_path / "runc-root"), "run", "-b",
+                            str(bundle.path), new_id()], capture_output=True, timeout=60)
+        assert (p.returncode, p.stdout.decode()) == (0, out)
 
 
 def test_default_dev_symlinks(runp, bundle, cid):
