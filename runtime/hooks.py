@@ -1,8 +1,14 @@
 """OCI hooks: prestart, createRuntime, createContainer, startContainer, poststart, poststop.
 
-Each hook gets the container state JSON on stdin, its own args (args[0] is argv[0]) and env, and
-is killed when it outlives its timeout. Only imported when a config has hooks, so subprocess
-stays off the hot path.
+Each hook gets the container state JSON on stdin, its own args (args[0] is argv[0]) and is
+killed when it outlives its timeout. Its environment, as runc 1.1.5 gives it (observed side by
+side; the runtime-spec leaves it open): the hook's `env` if given (replacing, never merged;
+"env": [] is an empty environment); without one the environment of whatever runs it, which for
+the hooks run on the host (prestart, createRuntime, poststart, poststop) is runp's own, and for
+the two run in the container init the process's: process.env for createContainer, plus HOME
+for startContainer (runc's init has replaced its environment with process.env by then, and has
+set HOME for startContainer). Only imported when a config has hooks, so subprocess stays off
+the hot path.
 """
 from __future__ import annotations
 
@@ -15,8 +21,10 @@ from .errors import RuntimeFailure
 from .spec import Hook, Spec
 
 
-def run_hook(kind: str, index: int, hook: Hook, state: bytes) -> None:
+def run_hook(kind: str, index: int, hook: Hook, state: bytes,
+             default_env: list[str] | None = None) -> None:
     """Run one hook; RuntimeFailure if it cannot start, fails or outlives its timeout.
+    `default_env` is its environment when it has no `env` (None: ours).
 
     stdin, stdout and stderr are memory files, not pipes: a hook that leaves a background
     child holding its output cannot make us wait for EOF. The hook leads its own process
@@ -29,7 +37,7 @@ def run_hook(kind: str, index: int, hook: Hook, state: bytes) -> None:
         os.lseek(files[0], 0, os.SEEK_SET)
         try:
             p = subprocess.Popen(argv, executable=hook.path, stdin=files[0], stdout=files[1],
-                                 stderr=files[2], env=_env(hook.env), close_fds=True,
+                                 stderr=files[2], env=_env(hook.env, default_env), close_fds=True,
                                  start_new_session=True)
         except OSError as e:
             raise RuntimeFailure(f"{where}: {e.strerror}") from None
@@ -56,15 +64,29 @@ def _read(fd: int) -> str:
     return os.read(fd, 65536).decode(errors="replace")
 
 
-def _env(env: list[str]) -> dict[str, str]:
+def _env(env: list[str] | None, default: list[str] | None) -> dict[str, str]:
+    """The hook's environment for Popen (`default` None: ours); later entries win, as in runc."""
+    env = env if env is not None else default if default is not None else _own_environ()
     return dict(e.split("=", 1) for e in env if "=" in e)
 
 
-def run(spec: Spec, kind: str, state: bytes, warn_only: bool = False, log=None) -> None:
+def _own_environ() -> list[str]:
+    """runp's environment as its caller gave it. Not os.environ: CPython's C locale coercion
+    (PEP 538; -I ignores PYTHONCOERCECLOCALE) adds LC_CTYPE=C.UTF-8 there when the caller
+    has no locale set, as containerd's shim has not. The kernel's copy is the original."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            return [os.fsdecode(e) for e in f.read().split(b"\0") if e]
+    except OSError:
+        return [f"{k}={v}" for k, v in os.environ.items()]
+
+
+def run(spec: Spec, kind: str, state: bytes, warn_only: bool = False, log=None,
+        default_env: list[str] | None = None) -> None:
     """Run every hook of `kind` in order. With warn_only a failure is logged and the rest run."""
     for i, hook in enumerate(spec.hooks.get(kind, [])):
         try:
-            run_hook(kind, i, hook, state)
+            run_hook(kind, i, hook, state, default_env)
         except RuntimeFailure as e:
             if not warn_only:
                 raise
@@ -72,13 +94,14 @@ def run(spec: Spec, kind: str, state: bytes, warn_only: bool = False, log=None) 
                 log.warning(str(e))
 
 
-def run_in_container(spec: Spec, kind: str, state: bytes) -> None:
-    """createContainer/startContainer: run from the container init (its namespaces). The
-    state's pid is the init's as the container sees it (runtime-spec: "for hooks executed in
-    the container namespace, it is the pid as seen by the container")."""
+def run_in_container(spec: Spec, kind: str, state: bytes, process_env: list[str]) -> None:
+    """createContainer/startContainer: run from the container init (its namespaces), with
+    `process_env` for hooks without `env` (see the module docstring). The state's pid is the
+    init's as the container sees it (runtime-spec: "for hooks executed in the container
+    namespace, it is the pid as seen by the container")."""
     st = jsonlite.loads(state)
     st["pid"] = os.getpid()
-    run(spec, kind, jsonlite.dumps(st).encode())
+    run(spec, kind, jsonlite.dumps(st).encode(), default_env=process_env)
 
 
 # `runp start` and startContainer hooks: start opens the exec fifo for reading before it writes

@@ -392,7 +392,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         hook_state = pipe.call("hooks").encode()  # prestart + createRuntime run in the parent now
     if spec.hooks.get("createContainer"):
         from . import hooks
-        hooks.run_in_container(spec, "createContainer", hook_state)
+        from .process import process_env
+        hooks.run_in_container(spec, "createContainer", hook_state, process_env(proc, opts.extra_env))
     rootfs.pivot(opts.no_pivot)
     if spec.hostname is not None and lx.namespace("uts"):
         lsys.sethostname(spec.hostname)
@@ -451,7 +452,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     from . import hooks
     verdict = opts.fifo_fd
     try:
-        hooks.run_in_container(spec, "startContainer", hook_state)
+        hooks.run_in_container(spec, "startContainer", hook_state, prepared.env)
         cproc.exec_process(prepared, console_slave, opts.preserve_fds, keep={verdict},
                            report=lambda msg: hooks.report_start_failure(verdict, msg))
     except BaseException as e:  # noqa: BLE001

@@ -37,7 +37,7 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
 
     proc = process or spec.process
     assert proc is not None
-    env = _merge_env(proc.env + (extra_env or []))
+    env = process_env(proc, extra_env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home_of(proc.user.uid)}")
     path = lookup(proc.args[0], env, proc.cwd)
@@ -53,8 +53,10 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
     return Prepared(path, proc.args, env, proc, caps, program, listener)
 
 
-def _merge_env(env: list[str]) -> list[str]:
-    """Later entries win, as with runc (extra LISTEN_FDS/LISTEN_PID override the config)."""
+def process_env(proc: Process | None, extra_env: list[str] | None = None) -> list[str]:
+    """process.env and the runtime's extras, before HOME is added: later entries win, as with
+    runc (extra LISTEN_FDS/LISTEN_PID override the config)."""
+    env = (proc.env if proc is not None else []) + (extra_env or [])
     seen: dict[str, int] = {}
     out: list[str] = []
     for e in env:

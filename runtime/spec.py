@@ -156,7 +156,7 @@ class Device:
 class Hook:
     path: str
     args: list[str] = field(default_factory=list)
-    env: list[str] = field(default_factory=list)
+    env: list[str] | None = None  # None (absent): the hook inherits its runner's environment
     timeout: int | None = None
 
 
@@ -360,7 +360,8 @@ def _parse_hooks(hooks: dict) -> dict[str, list[Hook]]:
             timeout = _get(h, "timeout", int, hp)
             if timeout is not None and timeout <= 0:
                 raise ConfigError(f"{hp}.timeout", "must be greater than zero")
-            lst.append(Hook(p, _str_list(h, "args", hp), _str_list(h, "env", hp), timeout))
+            env = _str_list(h, "env", hp) if h.get("env") is not None else None
+            lst.append(Hook(p, _str_list(h, "args", hp), env, timeout))
         out[kind] = lst
     return out
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import proc_alive
+from conftest import new_id, proc_alive
+
+RUNC = shutil.which("runc")
 
 KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 IN_CONTAINER = ("createContainer", "startContainer")
@@ -286,3 +291,85 @@ def test_hook_with_background_child_does_not_block(runp, bundle, cid, logdir):
                 os.kill(int(bg.read_text()), 9)
             except ProcessLookupError:
                 pass
+
+
+# --- the environment of a hook (runc 1.1.5's, observed side by side) -----------------------------
+
+# the caller's environment: no locale variable, as containerd's shim (CPython would add
+# LC_CTYPE=C.UTF-8 to its own, PEP 538)
+CALLER_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "MARKER": "from-the-caller"}
+# what busybox sh adds itself (SHLVL; PWD is left out: runc runs hooks from the bundle dir)
+SHELL_ENV = ["SHLVL=1"]
+
+
+def hook_envs(cmd: list[str], bundle, logdir: Path, env_of_hooks) -> dict[str, list[str]]:
+    """Run the bundle's process through its whole life with one hook of each kind that
+    records its environment; {kind: sorted env lines}. `env_of_hooks`: the hooks' "env"
+    (None: no such key)."""
+    hooks = bundle.config["hooks"] = {}
+    for k in KINDS:
+        where = "/hooklog" if k == "startContainer" else str(logdir)
+        h = {"path": "/bin/busybox",
+             "args": ["sh", "-c", f'env | grep -v "^PWD=" | sort > {where}/{k}']}
+        if env_of_hooks is not None:
+            h["env"] = env_of_hooks
+        hooks[k] = [h]
+    bundle.set_args("sleep", "1000")
+    cid = new_id()
+
+    def call(*args: str) -> None:
+        with tempfile.TemporaryFile() as err:  # (not a pipe: the container inherits it)
+            p = subprocess.run(cmd + list(args), env=CALLER_ENV, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            err.seek(0)
+            assert p.returncode == 0, (args, err.read())
+    try:
+        call("run", "-d", "-b", str(bundle.path), cid)
+        call("kill", cid, "KILL")
+        wait_for(lambda: b'"stopped"' in subprocess.run(cmd + ["state", cid],
+                                                        capture_output=True).stdout)
+        call("delete", cid)
+    finally:
+        subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+    out = {}
+    for k in KINDS:
+        out[k] = (logdir / k).read_text().splitlines()
+        (logdir / k).unlink()
+    return out
+
+
+def runtimes(runp, tmp_path) -> dict[str, list[str]]:
+    out = {"runp": runp.cmd()}
+    if RUNC:
+        out["runc"] = [RUNC, "--root", str(tmp_path / "runc-root")]
+    return out
+
+
+def test_hooks_without_env_inherit_as_with_runc(runp, bundle, logdir, tmp_path):
+    """No "env": the hooks run on the host see runp's own environment (callers' hooks rely on
+    its PATH), exactly as the caller gave it; the two run in the container init see the
+    process's environment (later entries winning), startContainer with HOME too."""
+    bundle.config["process"]["env"] = ["PATH=/bin:/x", "DUP=1", "DUP=2", "TERM=xterm"]
+    host = sorted([f"{k}={v}" for k, v in CALLER_ENV.items()] + SHELL_ENV)
+    process = sorted(["PATH=/bin:/x", "DUP=2", "TERM=xterm"] + SHELL_ENV)
+    out = {name: hook_envs(cmd, bundle, logdir, None)
+           for name, cmd in runtimes(runp, tmp_path).items()}
+    assert out["runp"] == {"prestart": host, "createRuntime": host, "poststart": host,
+                           "poststop": host, "createContainer": process,
+                           "startContainer": sorted(process + ["HOME=/root"])}, out["runp"]
+    if RUNC:
+        assert out["runp"] == out["runc"]
+
+
+@pytest.mark.parametrize("env", [["A=1", "PATH=/bin", "A=2"], []], ids=["given", "empty"])
+def test_hook_env_replaces_as_with_runc(runp, bundle, logdir, tmp_path, env):
+    """A hook's "env" is its whole environment, never merged with runp's or the process's
+    (later entries win); "env": [] is an empty one."""
+    want = sorted(["A=2", "PATH=/bin"] if env else [])
+    out = {name: hook_envs(cmd, bundle, logdir, env)
+           for name, cmd in runtimes(runp, tmp_path).items()}
+    for k in KINDS:
+        got = [e for e in out["runp"][k] if e not in SHELL_ENV and not e.startswith("PATH=/sbin")]
+        assert got == want, (k, out["runp"][k])  # (busybox sets a PATH of its own if none)
+    if RUNC:
+        assert out["runp"] == out["runc"]
