@@ -90,7 +90,8 @@ class Creator:
         env = self._listen_env()
         iopts = InitOptions(no_pivot=opts.no_pivot, preserve_fds=opts.preserve_fds + self._listen_fds,
                             no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
-                            extra_env=env)
+                            extra_env=env, callers_stdio=self.foreground and not (
+                                spec.process is not None and spec.process.terminal))
         # Through stage 1 the init is re-parented to us when stage 1 exits: `run` waits for
         # it, and a failed create can reap it (an unreaped zombie keeps its cgroup busy).
         lsys.set_child_subreaper()

@@ -256,7 +256,7 @@ class _Exec:
             if self.console_parent is not None:
                 self.console_parent.close()
             _helper_main(self.c, self.spec, self.proc, InitPipe(child), console_fd, npass,
-                         self.listen_fds)
+                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal))
         self.helper = pid
         log.phase("fork")
         child.close()
@@ -442,7 +442,7 @@ class _Exec:
 # --- the forked side -----------------------------------------------------------------------------
 
 def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                 listen_fds: int) -> None:
+                 listen_fds: int, callers_stdio: bool = False) -> None:
     """Right after fork: become non-dumpable, drop runp's fds, join the namespaces, fork the
     process. Never returns."""
     from .init import _report, _reset_signals
@@ -458,7 +458,7 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
         if pid == 0:
             code = 1
             try:
-                _process_main(spec, proc, pipe, console_fd, npass, listen_fds)
+                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio)
             except BaseException as e:  # noqa: BLE001
                 _report(pipe, e)
             finally:
@@ -535,7 +535,7 @@ def _become_root() -> None:
 
 
 def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                  listen_fds: int) -> None:
+                  listen_fds: int, callers_stdio: bool = False) -> None:
     """The process, inside the container's namespaces: prepare as the init does, get into the
     cgroup, exec. Returns only by exception."""
     from . import process as cproc
@@ -548,6 +548,7 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
         raise RuntimeFailure(f'chdir to cwd ("{proc.cwd}") set in config.json failed: '
                              f"{(e.strerror or '').lower()}") from None
     prepared = cproc.prepare(spec, extra_env, process=proc)
+    prepared.callers_stdio = callers_stdio  # for process.own_stdio
     if proc.oom_score_adj is not None:
         cproc.set_oom_score_adj(proc.oom_score_adj)
     if prepared.seccomp is not None and prepared.seccomp_listener:

@@ -81,7 +81,8 @@ class InitOptions:
 
     def __init__(self, *, no_pivot: bool = False, fifo_fd: int = -1, console_fd: int = -1,
                  preserve_fds: int = 0, no_new_keyring: bool = False,
-                 cgroup_early: bool = False, cgroup_mounter=None, extra_env: list[str] | None = None) -> None:
+                 cgroup_early: bool = False, cgroup_mounter=None, extra_env: list[str] | None = None,
+                 callers_stdio: bool = False) -> None:
         self.no_pivot = no_pivot
         self.fifo_fd = fifo_fd
         self.console_fd = console_fd
@@ -91,6 +92,7 @@ class InitOptions:
         self.cgroup_mounter = cgroup_mounter
         self.extra_env = extra_env or []
         self.host_fds = None  # linux.mount_sources.HostFds: set by stage 1 in a user namespace
+        self.callers_stdio = callers_stdio  # process.own_stdio
 
 
 def forks_directly(spec: Spec) -> bool:
@@ -427,6 +429,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         sched.apply(proc.scheduler, proc.io_priority, lx.personality)
     cproc.set_rlimits(proc)  # now, so a limit that cannot be set fails create (as runc)
     prepared.rlimits_applied = True
+    cproc.own_stdio(proc.user.uid, opts.callers_stdio)  # at create, as runc
+    prepared.stdio_owned = True
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)
     if not opts.cgroup_early:

@@ -28,6 +28,8 @@ class Prepared:
     seccomp: object = None  # seccomp.Program, compiled before start
     seccomp_listener: tuple[str, str] | None = None  # (listenerPath, listenerMetadata)
     rlimits_applied: bool = False  # the container init sets them before "ready"
+    stdio_owned: bool = False  # the container init re-owns its stdio before "ready" too
+    callers_stdio: bool = False  # fds 0-2 are runp's caller's own (foreground, no terminal)
     bounding_dropped: bool = False  # the container init drops it while `start` is to come
     extra: dict = field(default_factory=dict)
 
@@ -159,6 +161,49 @@ def set_rlimits(proc: Process) -> None:
             raise RuntimeFailure(f"config.json: process.rlimits: {r.type}: {e}") from None
 
 
+def own_stdio(uid: int, callers: bool = False) -> None:
+    """Give fds 0-2 to the process's uid before the switch, as runc's fixStdioPermissions
+    does, so that a non-root process can use its terminal (tty, mesg, script) and reopen
+    /dev/stdout: each one not /dev/null and not the uid's already is chowned, its group
+    kept (the tty group, from devpts' gid=5). EINVAL (the group is not mapped in our user
+    namespace), EPERM (the owner is not) and EROFS are not errors, the fd stays as it is.
+
+    `callers`: fds 0-2 are runp's caller's own (runp in the foreground without a terminal).
+    runc hands its container pipes of its own there, owned by the process: runp passes on
+    a pipe of the caller's instead, which is re-owned likewise; the caller's terminal or file
+    is left alone (runc never gives those to the container in the foreground)."""
+    import errno
+    import stat
+    try:
+        null = os.stat("/dev/null").st_rdev
+    except OSError:
+        null = None
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:  # closed by the caller: nothing to re-own
+            continue
+        if st.st_uid == uid or (null is not None and st.st_rdev == null):
+            continue
+        if callers and not (stat.S_ISFIFO(st.st_mode) and _is_anonymous_pipe(st)):
+            continue
+        try:
+            os.fchown(fd, uid, st.st_gid)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise RuntimeFailure(f"fchown stdio fd {fd} to uid {uid}: {e.strerror}") from None
+
+
+def _is_anonymous_pipe(st: os.stat_result) -> bool:
+    """A pipe (pipefs, the one file system of all pipe(2) pipes), not a named fifo."""
+    r, w = os.pipe()
+    try:
+        return os.fstat(r).st_dev == st.st_dev
+    finally:
+        os.close(r)
+        os.close(w)
+
+
 def switch_user(proc: Process) -> None:
     u = proc.user
     groups = list(u.additional_gids)
@@ -203,6 +248,8 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
     refuse_magic_link_exec(p.path)
     if not p.rlimits_applied:
         set_rlimits(proc)
+    if not p.stdio_owned:
+        own_stdio(proc.user.uid, p.callers_stdio)
     os.umask(proc.user.umask if proc.user.umask is not None else 0o022)
     _apply_lsm(proc)
     notify_fd = None

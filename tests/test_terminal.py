@@ -6,6 +6,7 @@ import fcntl
 import os
 import re
 import select
+import shutil
 import socket
 import struct
 import subprocess
@@ -13,6 +14,10 @@ import termios
 import time
 
 import pytest
+
+from conftest import make_traversable, new_id
+
+RUNC = shutil.which("runc")
 
 PROMPT = re.compile(rb"[#$] $")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")  # busybox's line editing asks for the cursor position
@@ -289,3 +294,204 @@ def test_foreground_signal_when_not_a_tty(runp, tty_bundle, cid):
             proc.wait()
     assert proc.returncode == 3
     assert b"via-pty" in outp
+
+
+# --- the process owns its stdio (runc's fixStdioPermissions) -------------------------------------
+# runc chowns each of fds 0-2 that is not /dev/null to the process's uid before the switch,
+# keeping the group (a pty's is the tty group, devpts gid=5): pty, pipe or file alike. Without
+# it a non-root process cannot reopen its own terminal (tty, mesg, script) or /dev/stdout.
+
+USER = {"uid": 1000, "gid": 1000}
+USERNS = {"uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+          "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]}
+# the pty's owner, group and mode; then what only its owner may do: reopen it, chmod it (mesg)
+PTY_CHECK = ("tty; stat -c '%u:%g %a' $(tty); "
+             "echo reopened > $(tty) && chmod 600 $(tty) && stat -c %a $(tty)")
+PTY_RESULT = "/dev/pts/0\n1000:5 620\nreopened\n600\n"
+# each stdio fd's type and owner; then reopen stdout by path (appending: it may be a file)
+STDIO_CHECK = ("for f in 0 1 2; do stat -L -c \"$f %F %u:%g\" /proc/self/fd/$f; done; "
+               "echo reopened >> /dev/stdout")
+STDIO_CHECK_01 = STDIO_CHECK.replace("0 1 2", "0 1")  # (fd 2: the host's /dev/null)
+
+
+def runtimes(runp, tmp_path) -> dict[str, list[str]]:
+    """The command prefix of each runtime to compare: runp, and runc where it is installed."""
+    out = {"runp": runp.cmd()}
+    if RUNC:
+        out["runc"] = [RUNC, "--root", str(tmp_path / "runc-root")]
+    return out
+
+
+def drain(fd: int, timeout: float = 20) -> str:
+    """Everything the pty shows until its last slave is closed (read gives EIO)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 1)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data.decode(errors="replace").replace("\r\n", "\n")
+
+
+def user_bundle(bundle, userns: bool):
+    bundle.config["process"]["user"] = dict(USER)
+    if userns:
+        make_traversable(bundle.rootfs)
+        bundle.config["linux"]["namespaces"].append({"type": "user"})
+        bundle.config["linux"].update(USERNS)
+    return bundle
+
+
+def pty_session(cmd: list[str], bundle, receiver) -> str:
+    """create --console-socket, start, the pty's output until the process is gone; deleted."""
+    cid = new_id()
+    bundle.config["process"]["terminal"] = True
+    bundle.set_args("sh", "-c", "stat -c '%u:%g %a' /dev/console; " + PTY_CHECK)
+    try:
+        subprocess.run(cmd + ["create", "--console-socket", receiver.path, "-b", str(bundle.path),
+                              cid], check=True, capture_output=True, timeout=60)
+        t, _ = receiver.receive()
+        try:
+            subprocess.run(cmd + ["start", cid], check=True, capture_output=True, timeout=60)
+            return drain(t.fd)
+        finally:
+            t.close()
+    finally:
+        subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-ids", "userns"])
+def test_init_pty_belongs_to_the_user(runp, bundle, receiver, tmp_path, userns):
+    """create with a terminal: the pty (and /dev/console, the same node) is the process's
+    uid's, in the tty group, as with runc; in a user namespace too."""
+    user_bundle(bundle, userns)
+    out = {name: pty_session(cmd, bundle, receiver) for name, cmd in runtimes(runp, tmp_path).items()}
+    assert out["runp"] == "1000:5 620\n" + PTY_RESULT, out
+    if RUNC:
+        assert out["runp"] == out["runc"]
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-ids", "userns"])
+def test_exec_stdio_belongs_to_the_user(runp, bundle, receiver, tmp_path, userns):
+    """exec --user 1000: with -t the pty is the user's (tty group kept); without, the pipes
+    (foreground) or the caller's file (--detach) are chowned to it, as runc does. In a user
+    namespace a host file (its owner unmapped there) stays as it is: EPERM is no error. There
+    runc's foreground pipes differ: they are runc's own, made for the container's root, where
+    runp passes the caller's on (the host root's, which the user namespace cannot chown)."""
+    user_bundle(bundle, userns)
+    bundle.config["process"]["user"] = {"uid": 0, "gid": 0}
+    bundle.set_args("sleep", "1000")
+    out: dict[str, dict] = {}
+    for name, cmd in runtimes(runp, tmp_path).items():
+        cid = new_id()
+        res = out[name] = {}
+        try:
+            with open(tmp_path / f"run-{name}.err", "w+") as err:  # (not a pipe: inherited)
+                p = subprocess.run(cmd + ["run", "-d", "-b", str(bundle.path), cid],
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=err, timeout=60)
+                err.seek(0)
+                assert p.returncode == 0, (name, err.read())
+            ex = cmd + ["exec", "--user", "1000:1000"]
+            subprocess.run(ex + ["-t", "-d", "--console-socket", receiver.path, cid,
+                                 "sh", "-c", PTY_CHECK], check=True, capture_output=True, timeout=60)
+            t, _ = receiver.receive()
+            try:
+                res["tty"] = drain(t.fd)
+            finally:
+                t.close()
+            p = subprocess.run(ex + [cid, "sh", "-c", STDIO_CHECK], stdin=subprocess.PIPE,
+                               capture_output=True, timeout=60)
+            res["pipes"] = (p.returncode, p.stdout.decode(), p.stderr.decode())
+            f = tmp_path / f"exec-{name}.out"
+            with open(f, "a") as fo:  # appending, as the reopened /dev/stdout does
+                p = subprocess.run(ex + ["-d", cid, "sh", "-c", STDIO_CHECK + "; echo done"],
+                                   stdin=subprocess.PIPE, stdout=fo, stderr=fo, timeout=60)
+            assert p.returncode == 0
+            deadline = time.monotonic() + 20
+            while "done" not in f.read_text():
+                assert time.monotonic() < deadline, f.read_text()
+                time.sleep(0.05)
+            res["file"] = (f.read_text(), f.stat().st_uid)
+        finally:
+            subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+    ours = out["runp"]
+    assert ours["tty"] == PTY_RESULT, ours
+    if userns:  # the pipes and the file are the host's (root's: unmapped, shown as 65534)
+        assert ours["pipes"][1] == "0 fifo 65534:65534\n1 fifo 65534:65534\n2 fifo 65534:65534\n", ours
+        assert ours["pipes"][2].startswith("sh: can't create /dev/stdout: Permission denied"), ours
+        assert ours["file"][1] == 0, ours
+    else:
+        assert ours["pipes"] == (0, "0 fifo 1000:0\n1 fifo 1000:0\n2 fifo 1000:0\nreopened\n", ""), ours
+        assert ours["file"] == ("0 fifo 1000:0\n1 regular file 1000:0\n2 regular file 1000:0\n"
+                                "reopened\ndone\n", 1000), ours
+    if RUNC:
+        theirs = out["runc"]
+        if userns:  # runc's foreground pipes are its own, made for the container's root
+            assert theirs["pipes"][:2] == (0, "0 fifo 1000:0\n1 fifo 1000:0\n2 fifo 1000:0\n"
+                                                "reopened\n"), theirs
+            del ours["pipes"], theirs["pipes"]
+        assert ours == theirs
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["host-ids", "userns"])
+def test_detached_init_stdio_belongs_to_the_user(runp, bundle, tmp_path, userns):
+    """run --detach (create alike): the container inherits the caller's stdio and runc chowns
+    it to the process's uid, a pipe and a file alike; /dev/null (stderr here) is left alone:
+    the host_devices_untouched fixture fails the test if the host's was touched."""
+    user_bundle(bundle, userns)
+    bundle.set_args("sh", "-c", STDIO_CHECK_01 + "; echo done; exec 0<&- 1>&- 2>&-; sleep 1000")
+    out = {}
+    for name, cmd in runtimes(runp, tmp_path).items():
+        cid = new_id()
+        f = tmp_path / f"init-{name}.out"
+        r, w = os.pipe()
+        try:
+            with open(f, "a") as fo:  # appending, as the reopened /dev/stdout does
+                p = subprocess.run(cmd + ["run", "-d", "-b", str(bundle.path), cid], stdin=r,
+                                   stdout=fo, stderr=subprocess.DEVNULL, timeout=60)
+            assert p.returncode == 0
+            deadline = time.monotonic() + 20
+            while "done" not in f.read_text():
+                assert time.monotonic() < deadline, f.read_text()
+                time.sleep(0.05)
+            out[name] = (f.read_text(), f.stat().st_uid, os.fstat(w).st_uid)
+        finally:
+            os.close(r)
+            os.close(w)
+            subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+    if userns:  # our pipe and file are the host root's: not mapped there, left as they are
+        assert out["runp"] == ("0 fifo 65534:65534\n1 regular file 65534:65534\ndone\n", 0, 0), out
+    else:
+        assert out["runp"] == ("0 fifo 1000:0\n1 regular file 1000:0\nreopened\ndone\n",
+                               1000, 1000), out
+    if RUNC:
+        assert out["runp"] == out["runc"]
+
+
+def test_foreground_stdio_pipes_belong_to_the_user(runp, bundle, tmp_path):
+    """runp run in the foreground without a terminal passes the caller's stdio on, where runc
+    hands the process pipes of its own (owned by the process): a pipe of the caller's is
+    chowned like runc's, the caller's file is left alone (runc never chowns it either)."""
+    bundle.config["process"]["user"] = dict(USER)
+    bundle.set_args("sh", "-c", STDIO_CHECK)
+    f = tmp_path / "fg.out"
+    with open(f, "w") as fo:
+        p = subprocess.run(runp.cmd("run", "-b", str(bundle.path), new_id()),
+                           stdin=subprocess.PIPE, stdout=fo, stderr=subprocess.PIPE, timeout=60)
+    assert p.stderr == b"sh: can't create /dev/stdout: Permission denied\n"
+    assert f.read_text() == "0 fifo 1000:0\n1 regular file 0:0\n2 fifo 1000:0\n"
+    assert f.stat().st_uid == 0
+    if RUNC:  # runc: its own pipes, and the caller's file untouched as well
+        with open(f, "w") as fo:
+            p = subprocess.run([RUNC, "--root", str(tmp_path / "runc-root"), "run", "-b",
+                                str(bundle.path), new_id()], stdin=subprocess.PIPE, stdout=fo,
+                               stderr=subprocess.PIPE, timeout=60)
+        assert f.read_text() == "0 fifo 1000:0\n1 fifo 1000:0\n2 fifo 1000:0\nreopened\n"
+        assert f.stat().st_uid == 0
