@@ -90,8 +90,9 @@ def test_cgroup_tests_pass_on_pure_v2(capsys):
     try:
         launcher = _snapshot(snap)
         runp = os.environ.get("RUNP") or launcher
-        cmd = [str(V2VM), "--timeout", str(VM_TIMEOUT), "--cwd", str(snap), "-e", f"RUNP={runp}",
-               "--", "sh", "-c", _inner_script()]
+        # the checkout itself (its .venv: the interpreter and pytest) may be anywhere, /tmp too
+        cmd = [str(V2VM), "--timeout", str(VM_TIMEOUT), "--cwd", str(snap), "--share", str(TOP),
+               "-e", f"RUNP={runp}", "--", "sh", "-c", _inner_script()]
         t0 = time.monotonic()
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            errors="replace", timeout=VM_TIMEOUT + 120)
