@@ -277,7 +277,10 @@ class Container:
                     detach_rootfs(st.rootfs, st.extra["host_rootfs_mount"])
                 except OSError as e:
                     log.warning(f"unmount {st.rootfs}: {e}")
-            if st.cgroup:
+            if st.cgroup.get("systemd"):  # a scope: systemd removes it
+                from .linux.cgroups.systemd import stop_recorded
+                stop_recorded(st.cgroup)
+            elif st.cgroup:
                 from .linux.cgroup_recorded import remove_recorded
                 try:
                     remove_recorded(st.cgroup)

