@@ -7,7 +7,6 @@ Runs only where systemd is PID 1: inside the VM that tests/test_systemd_vm.py bo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile

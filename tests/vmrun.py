@@ -51,6 +51,31 @@ def counts(summary: str) -> dict[str, int]:
                                              r"xpassed|deselected)", summary)}
 
 
+def check_run(r: subprocess.CompletedProcess, took: float, title: str, first_line: str,
+              min_passed: int, vm_timeout: float, budget: float, capsys) -> dict[str, int]:
+    """Print the inner summary and time; fail unless the VM came up as `first_line` says and
+    the inner pytest passed at least `min_passed` tests with no failure. Skips (via pytest)
+    when hack/v2vm cannot set the VM up at all. Returns the counts."""
+    import pytest
+    if r.returncode != 0 and re.search(r"v2vm: (apt-get install .* failed|no kernel found)",
+                                       r.stderr):
+        pytest.skip(f"hack/v2vm cannot set up the VM: {r.stderr.strip().splitlines()[-1]}")
+    lines = r.stdout.splitlines()
+    with capsys.disabled():
+        print(f"\n--- {title} took {took:.0f} s ---")
+        print("\n".join(lines[:1] + summary(r.stdout)))
+    assert r.returncode != 124, f"the VM run timed out after {vm_timeout} s:\n{r.stdout[-4000:]}"
+    assert lines and lines[0] == first_line, r.stdout[:2000] + r.stderr[-2000:]
+    n = counts(lines[-1] if lines else "")
+    assert r.returncode == 0, f"inner pytest exited {r.returncode}:\n{r.stdout[-8000:]}\n" \
+                              f"{r.stderr[-3000:]}"
+    assert not n.get("failed") and not n.get("error") and not n.get("errors")
+    assert n.get("passed", 0) >= min_passed, lines[-1]
+    if took > budget:
+        print(f"warning: the VM run took {took:.0f} s, over its {budget} s budget")
+    return n
+
+
 def run_pytest(tests: list[str], timeout: float, prefix: str, vm_args: list[str] = (),
                setup: str = "") -> tuple[subprocess.CompletedProcess, float]:
     """pytest on `tests` in a VM, on a snapshot of the checkout (the checkout itself, with its
