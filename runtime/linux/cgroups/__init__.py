@@ -162,8 +162,9 @@ class Manager:
     def create(self) -> None:
         """Make the directories (v2: enabling controllers down the path). Refuses a cgroup
         that already exists with processes in it or frozen, like runc. A systemd scope is
-        made when the init joins it (add_pid)."""
+        made when the init joins it (add_pid); here only the connection to systemd."""
         if self.scope is not None:
+            self.scope.connect()
             return
         primary = self.path("devices") or self.path()
         if primary and os.path.isdir(primary):

@@ -530,11 +530,12 @@ class Systemd:
 
 
 class Scope:
-    """One container's scope while `create` runs: the connection (opened at once, so that a
-    host without systemd fails before anything is made), the annotations' properties, and the
-    resources, held until the init joins (a scope cannot exist without a process)."""
+    """One container's scope while `create` runs: the connection, the annotations' properties,
+    and the resources, held until the init joins (a scope cannot exist without a process). A
+    host without systemd fails at once, before anything is made; the system instance is
+    connected to only in connect(), after the init was released (that costs a round trip)."""
 
-    def __init__(self, unit: dict, conn: Systemd, props: list) -> None:
+    def __init__(self, unit: dict, conn: Systemd | None, props: list) -> None:
         self.unit = unit
         self.conn: Systemd | None = conn
         self.props = props
@@ -547,21 +548,29 @@ class Scope:
              ) -> "Scope":
         unit = parse(cgroups_path, container_id, use_user_instance())
         props = annotation_properties(annotations)
-        conn = Systemd(unit["user"])
-        if unit["user"]:  # the user instance's slices live below its own cgroup
-            try:
-                root = str(conn.manager_property("ControlGroup"))
-            except Exception:
-                conn.close()
-                raise
-            unit["path"] = root.rstrip("/") + unit["path"]
+        if not unit["user"]:
+            if not running():
+                raise RuntimeFailure(NOT_RUNNING)
+            return cls(unit, None, props)
+        conn = Systemd(True)  # the user instance's slices live below its own cgroup
+        try:
+            root = str(conn.manager_property("ControlGroup"))
+        except Exception:
+            conn.close()
+            raise
+        unit["path"] = root.rstrip("/") + unit["path"]
         return cls(unit, conn, props)
+
+    def connect(self) -> None:
+        if self.conn is None:
+            self.conn = Systemd(self.unit["user"])
 
     def start(self, mgr, pid: int) -> None:
         """StartTransientUnit with `pid` in it; then, as runc, the v1 directories systemd does
         not manage (cpuset, freezer, ...) and every resource into the files through the fs
         driver's code (mgr.apply): what systemd has no property for, and exact values."""
         from . import common
+        self.connect()
         assert self.conn is not None
         v1 = mgr.mode != "v2"
         version = self.conn.version() if needs_version(self.resources or {}) else 0
