@@ -325,39 +325,77 @@ set -e
 mount --make-rshared /
 mount -t tmpfs tmpfs "$DIR"
 cp -a "$BUNDLE" "$DIR/bundle"
-cat /proc/self/mountinfo > "$OUT/before"
-"$@" create --no-pivot -b "$DIR/bundle" "$ID" > "$OUT/create.out" 2>&1 < /dev/null
-cat /proc/self/mountinfo > "$OUT/during"
+# Another engine's mounts, shaped as podman's: its overlay directory bound on itself with a
+# container's overlay under it, a tmpfs stacked on another, all in peer groups that a mount
+# namespace of the engine's own shares (conmon keeps one).
+mkdir -p "$ENGINE/overlay/c/lower" "$ENGINE/overlay/c/upper" "$ENGINE/overlay/c/work" \
+    "$ENGINE/overlay/c/merged" "$ENGINE/shm"
+mount --bind "$ENGINE/overlay" "$ENGINE/overlay"
+mount --make-private "$ENGINE/overlay"  # as podman makes it; then shared as all here
+mount --make-shared "$ENGINE/overlay"
+c="$ENGINE/overlay/c"
+mount -t overlay overlay -o "lowerdir=$c/lower,upperdir=$c/upper,workdir=$c/work" "$c/merged"
+mount -t tmpfs shm "$ENGINE/shm"
+mount -t tmpfs shm "$ENGINE/shm"
+setpriv --pdeathsig KILL unshare --mount --propagation unchanged sleep 600 &
+trap 'kill $!' EXIT
+# A mount runp could touch never vanishes from here; the host may still take one away: the
+# kernel detaches a mount in every namespace when its mount point is removed (podman removes
+# a container's "merged" and "userdata" directories after unmounting them). Each snapshot
+# lists the mount points of "before" that are gone.
+snapshot() {
+    cat /proc/self/mountinfo > "$OUT/$1"
+    cut -d' ' -f5 "$OUT/before" | while read -r mp; do
+        [ -e "$(printf '%b' "$mp")" ] || printf '%s\n' "$mp"
+    done > "$OUT/$1.gone"
+}
+snapshot before
+"$@" create $FLAGS -b "$DIR/bundle" "$ID" > "$OUT/create.out" 2>&1 < /dev/null
+snapshot during
 "$@" start "$ID"
 i=0
 until "$@" state "$ID" | grep -q '"stopped"'; do
     i=$((i + 1)); [ $i -lt 600 ] || exit 9; sleep 0.05
 done
 "$@" delete "$ID"
-cat /proc/self/mountinfo > "$OUT/after"
+snapshot after
 """
 
 
-def test_no_pivot_never_touches_the_host(runp, bundle, cid, tmp_path, host_unchanged):
+def mounts_changed(out: Path, when: str) -> tuple[list[str], list[str]]:
+    """The stand-in's mounts that went away by `when` (but for those whose mount point the
+    host removed) and those that came."""
+    before = (out / "before").read_text().splitlines()
+    now = (out / when).read_text().splitlines()
+    gone = set((out / f"{when}.gone").read_text().splitlines())
+    return ([ln for ln in before if ln not in now and ln.split()[4] not in gone],
+            [ln for ln in now if ln not in before])
+
+
+@pytest.mark.parametrize("flags", ["--no-pivot", ""], ids=["no-pivot", "pivot"])
+def test_never_touches_the_host(runp, bundle, cid, tmp_path, flags, host_unchanged):
     """In a host namespace whose mounts are all shared, with rootfsPropagation "rshared" and
     the bundle on a mount of its own: the host's namespace is the same before, during and
-    after. (runp's MS_MOVE onto the shared "/" put the container's root and all its mounts
-    on the host's "/", for good; runc 1.1.5 unmounts the host's /proc there.)"""
+    after, another engine's mounts included. (runp's MS_MOVE onto the shared "/" put the
+    container's root and all its mounts on the host's "/", for good; runc 1.1.5 unmounts the
+    host's /proc there.)"""
     bundle.config["linux"]["rootfsPropagation"] = "rshared"
     nested_mount(bundle)
     out = tmp_path / "out"
     out.mkdir()
     stand_in = tmp_path / "stand-in"
     stand_in.mkdir()
-    env = dict(os.environ, DIR=str(stand_in), BUNDLE=str(bundle.path), OUT=str(out), ID=cid)
+    env = dict(os.environ, DIR=str(stand_in), ENGINE=str(tmp_path / "engine"), FLAGS=flags,
+               BUNDLE=str(bundle.path), OUT=str(out), ID=cid)
     p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                         STAND_IN_HOST, "sh", *runp.cmd()], env=env, capture_output=True,
                        timeout=120, stdin=subprocess.DEVNULL)
     created = out / "create.out"  # create's output, and the container's (its stdio)
     assert p.returncode == 0, (p.stderr, created.read_text() if created.exists() else "")
-    before = (out / "before").read_text()
-    assert (out / "during").read_text() == before
-    assert (out / "after").read_text() == before
+    engine = [ln for ln in (out / "before").read_text().splitlines() if "/engine/" in ln]
+    assert len(engine) == 4, engine
+    assert mounts_changed(out, "during") == ([], [])
+    assert mounts_changed(out, "after") == ([], [])
     assert created.read_text() == REFUSED
 
 
