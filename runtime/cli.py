@@ -83,11 +83,13 @@ commands:
   checkpoint, restore    need criu (they fail with the reason when it cannot work)
 
 global options:
-  --root value        root directory for storage of container state (default: "/run/runp")
+  --root value        root directory for storage of container state (default: "/run/runp",
+                      or $XDG_RUNTIME_DIR/runp when rootless)
   --log value         set the log file to write runp logs to (default is stderr)
   --log-format value  set the log format ('text' (default), or 'json')
   --debug             enable debug logging
   --systemd-cgroup    use the systemd cgroup driver
+  --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto') (default: "auto")
   --version, -v       print the version
 """
 
@@ -191,7 +193,12 @@ def run_cli(argv: list[str]) -> int:
     if not stop and ("--help" in cargs or "-h" in cargs):
         sys.stdout.write(f"usage: runp {cmd} [command options] <container-id>\n")
         return 0
-    root = gflags.get("root") or os.environ.get("RUNP_ROOT") or "/run/runp"
+    root = gflags.get("root") or os.environ.get("RUNP_ROOT")
+    if not root:
+        from .rootless import default_root, make_xdg_root
+        root, xdg = default_root()
+        if xdg and cmd in ("create", "run"):
+            make_xdg_root(root)
     try:
         if cmd in COMMANDS:
             flags, pos = parse_flags(cargs, COMMANDS[cmd], stop_at_positional=stop)
@@ -261,13 +268,15 @@ def _no_args(pos: list[str], cmd: str) -> None:
 
 def _create_opts(flags: dict, gflags: dict):
     from .container import CreateOptions
+    from .rootless import parse_flag
     pf = flags.get("preserve-fds", "0")
     if not str(pf).isdigit():
         raise UsageError(f"invalid value {pf!r} for flag --preserve-fds")
     return CreateOptions(pid_file=flags.get("pid-file"), console_socket=flags.get("console-socket"),
                          no_pivot=bool(flags.get("no-pivot")),
                          no_new_keyring=bool(flags.get("no-new-keyring")),
-                         preserve_fds=int(pf), systemd_cgroup=bool(gflags.get("systemd-cgroup")))
+                         preserve_fds=int(pf), systemd_cgroup=bool(gflags.get("systemd-cgroup")),
+                         rootless=parse_flag(gflags.get("rootless")))
 
 
 def cmd_create(root: str, flags: dict, pos: list[str], gflags: dict) -> int:

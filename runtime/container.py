@@ -25,13 +25,14 @@ if TYPE_CHECKING:
 class CreateOptions:
     def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 systemd_cgroup: bool = False) -> None:
+                 systemd_cgroup: bool = False, rootless: bool | None = None) -> None:
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
         self.systemd_cgroup = systemd_cgroup
+        self.rootless = rootless  # --rootless: True, False or None (auto; runtime/rootless.py)
 
 
 class Container:
