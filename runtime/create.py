@@ -47,6 +47,8 @@ class Creator:
         self.socks: list = []  # our ends of the init pipe and console socketpair
         self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
         self.dir_made = False  # the state dir is ours to remove (not another container's)
+        from .rootless import rootless_cgroups
+        self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
     def run(self) -> None:
         """Fork the container's first process at once: it imports what it needs, checks the
@@ -59,6 +61,8 @@ class Creator:
         note_ignored_labels(self.spec.process, self.spec.linux.mount_label)
         fifo_fd = self._make_state_dir()
         self._open_cgroup()
+        if self.rootless_cgroups:  # the init's cgroup mounts must know what could be made
+            self._make_cgroup()
         if self.spec.linux.namespace("mount") is None:
             from .linux.mounts import top_mount_id
             self.host_ns_root = top_mount_id(self.spec.root_path) or 0
@@ -70,7 +74,8 @@ class Creator:
         log.phase("prepare")
         # The cgroup is made while the init builds its rootfs (2 cores: in parallel); the init
         # asks to join it ("cgroup") only after this, since the parent answers in _handshake.
-        self._make_cgroup()
+        if not self.rootless_cgroups:
+            self._make_cgroup()
         log.phase("cgroups")
         self._handshake(pipe)
         log.phase("handshake")
@@ -169,8 +174,20 @@ class Creator:
                                            annotations=self.spec.annotations)
 
     def _make_cgroup(self) -> None:
+        if self.rootless_cgroups:
+            from .linux.cgroups import rootless
+            rootless.create(self.cgroup, self.spec.linux.resources)
+            return
         self.cgroup.create()
         self.cgroup.apply(self.spec.linux.resources)
+
+    def _join_cgroup(self) -> None:
+        if self.rootless_cgroups:
+            from .linux.cgroups import rootless
+            rootless.join(self.cgroup, self.init_pid, self.spec.linux.resources)
+        else:
+            self.cgroup.add_pid(self.init_pid)
+        log.phase("cgroup join")
 
     def _cgroup_early(self) -> bool:
         """Join the cgroup early (in parallel with the rootfs work) unless there is a memory
@@ -195,13 +212,11 @@ class Creator:
                 lsys.reap(self.stage1)
                 self.stage1 = 0
                 if cgroup_wanted:
-                    self.cgroup.add_pid(self.init_pid)
-                    log.phase("cgroup join")
+                    self._join_cgroup()
                     _ok(pipe)
             elif kind == "cgroup":
                 if self.init_pid:
-                    self.cgroup.add_pid(self.init_pid)
-                    log.phase("cgroup join")
+                    self._join_cgroup()
                     _ok(pipe)
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
@@ -251,7 +266,7 @@ class Creator:
         st = State(id=self.c.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
                    created=now_rfc3339(), start_time=start, annotations=spec.annotations,
                    owner="", oci_version=spec.oci_version,
-                   cgroup=self.cgroup.to_dict() if self.cgroup else {},
+                   cgroup=self.cgroup.to_dict() if self.cgroup and self.cgroup.dirs() else {},
                    namespaces=ns_paths(self.init_pid, lx.namespaces),
                    extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path),
                           "hooks": sorted(k for k, v in spec.hooks.items() if v),

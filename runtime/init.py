@@ -251,8 +251,7 @@ def _enter_namespaces(spec: Spec, pipe: InitPipe, direct: bool) -> bool:
     namespaces.join_existing(lx.namespaces)
     in_userns = namespaces.wants_new(lx.namespaces, "user")
     if in_userns:
-        lsys.unshare(lsys.CLONE_NEWUSER)
-        pipe.call("idmap")
+        _unshare_user(pipe)
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
     elif lx.namespace("user"):
@@ -265,6 +264,24 @@ def _enter_namespaces(spec: Spec, pipe: InitPipe, direct: bool) -> bool:
         namespaces.write_time_offsets(lx.time_offsets)
     log.phase("namespaces")
     return in_userns
+
+
+def _unshare_user(pipe: InitPipe) -> None:
+    """A new user namespace, its id maps written by the parent. A parent that is not the host's
+    root can open our /proc/<pid>/uid_map (or have newuidmap do it) only while we are dumpable:
+    /proc/<pid> of a non-dumpable process belongs to the host's root. So, as runc's nsexec, we
+    are dumpable for that moment: still runp, in an empty user namespace, and whoever could
+    ptrace us then could ptrace the (unprivileged) parent as well."""
+    from .rootless import unprivileged
+    dumpable = unprivileged()  # (asked before the unshare: the answer is about the caller)
+    lsys.unshare(lsys.CLONE_NEWUSER)
+    if dumpable:
+        lsys.set_dumpable(True)
+    try:
+        pipe.call("idmap")
+    finally:
+        if dumpable:
+            lsys.set_dumpable(False)
 
 
 def _install_notify_filter(prepared, pipe: InitPipe) -> None:

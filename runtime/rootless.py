@@ -2,7 +2,11 @@
 host's (rootless podman starts conmon and the runtime in one: uid 0 there, no real privileges).
 
 The decisions are runc's: the state root defaults to $XDG_RUNTIME_DIR/runp, and a cgroup that
-cannot be made for lack of permission is done without (rootless_cgroups()).
+cannot be made for lack of permission is done without (rootless_cgroups(); the policy is in
+runtime/linux/cgroups/rootless.py). The kernel's rules for the unprivileged (devices bound, not
+made; no way back into the caller's pid namespace; setgroups denied before a gid_map of one's
+own gid; newuidmap for more) are applied where they bite, asking in_user_namespace(),
+unprivileged() or the euid.
 
 Cheap for root callers: the euid comes first, and /proc/self/uid_map is read (once per process)
 only when the answer depends on it. Only `os` is imported: the CLI calls this on every command.
@@ -33,6 +37,12 @@ def in_user_namespace() -> bool:
             finally:
                 os.close(fd)
     return _in_userns
+
+
+def unprivileged() -> bool:
+    """Ids and mounts the kernel gives only to the host's root are out of reach: a non-zero
+    euid, or root of a user namespace (e.g. podman's)."""
+    return os.geteuid() != 0 or in_user_namespace()
 
 
 def default_root() -> tuple[str, bool]:
@@ -76,3 +86,45 @@ def rootless_cgroups(flag: bool | None) -> bool:
         return flag
     return os.geteuid() != 0 or in_user_namespace()
 
+
+def single_own_id(maps: list, own: int) -> bool:
+    """A map of one id, the caller's own: what the kernel lets an unprivileged process write
+    itself (for a gid_map only once setgroups is denied), and what needs no newuidmap."""
+    return len(maps) == 1 and maps[0].size == 1 and maps[0].host_id == own
+
+
+_TOOL_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin")
+
+
+def map_with_tool(pid: int, name: str, maps: list) -> None:
+    """Write /proc/<pid>/uid_map or gid_map with newuidmap/newgidmap (setuid root; Debian's
+    uidmap package), which grant the ranges /etc/subuid and /etc/subgid give the caller: what a
+    non-root caller needs for more than its own id, as runc does. A failure is a RuntimeFailure
+    with the tool's own message."""
+    tool = "newuidmap" if name == "uid_map" else "newgidmap"
+    dirs = [d for d in os.environ.get("PATH", "").split(":") if d.startswith("/")] + list(_TOOL_DIRS)
+    path = next((p for p in (f"{d}/{tool}" for d in dirs) if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise RuntimeFailure(f"{tool} is not installed (Debian package uidmap): a non-root user "
+                             "can map only its own id")
+    argv = [tool, str(pid)] + [str(v) for m in maps for v in (m.container_id, m.host_id, m.size)]
+    r, w = os.pipe()
+    try:
+        child = os.posix_spawn(path, argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, w, 1), (os.POSIX_SPAWN_DUP2, w, 2)])
+    except OSError as e:
+        os.close(r)
+        raise RuntimeFailure(f"{tool}: {e.strerror}") from None
+    finally:
+        os.close(w)
+    try:
+        out = b""
+        while chunk := os.read(r, 4096):
+            out += chunk
+    finally:
+        os.close(r)
+    status = os.waitpid(child, 0)[1]
+    if status != 0:
+        lines = out.decode(errors="replace").strip().splitlines()
+        raise RuntimeFailure(f"{tool}: {lines[-1] if lines else f'exit status {status >> 8}'}")

@@ -55,13 +55,35 @@ def join_existing(nss: list[Namespace]) -> None:
 
 
 def write_id_maps(pid: int, uid_maps: list[IDMap], gid_maps: list[IDMap]) -> None:
-    """Write /proc/<pid>/{uid,gid}_map for a child that has just unshared its user namespace."""
+    """Write /proc/<pid>/{uid,gid}_map for a child that has just unshared its user namespace.
+    A non-root caller (runtime/rootless.py) denies setgroups before mapping its own gid alone
+    (the kernel's condition), and has newuidmap/newgidmap write what it may not, as runc does."""
     for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
+        if not maps:
+            continue
+        key = "uidMappings" if name == "uid_map" else "gidMappings"
         try:
+            if name == "gid_map" and os.geteuid() != 0:
+                from .. import rootless
+                if rootless.single_own_id(maps, os.getegid()):
+                    _deny_setgroups(pid)
             write_id_map(pid, name, maps)
         except OSError as e:
-            key = "uidMappings" if name == "uid_map" else "gidMappings"
-            raise RuntimeFailure(f"config.json: linux.{key}: write {name}: {e.strerror}") from None
+            if e.errno != errno.EPERM or os.geteuid() == 0:
+                raise RuntimeFailure(f"config.json: linux.{key}: write {name}: {e.strerror}") from None
+            from .. import rootless
+            try:
+                rootless.map_with_tool(pid, name, maps)
+            except RuntimeFailure as te:
+                raise RuntimeFailure(f"config.json: linux.{key}: {te}") from None
+
+
+def _deny_setgroups(pid: int) -> None:
+    fd = os.open(f"/proc/{pid}/setgroups", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, b"deny")
+    finally:
+        os.close(fd)
 
 
 def write_id_map(pid: int | str, name: str, maps: list[IDMap]) -> None:

@@ -11,6 +11,7 @@ container costs a few file reads.
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from ...errors import ConfigError, RuntimeFailure
@@ -20,6 +21,8 @@ from . import common
 __all__ = ["detect", "open_manager", "Manager"]
 
 _V2_NAME = {"blkio": "io"}
+# errors that say a cgroup is not ours (rootless): no write access, or a read-only cgroupfs
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
 _STATE_VERSION = 1
 
 
@@ -97,6 +100,8 @@ class Manager:
         self.created = list(created or [])
         self.systemd = systemd
         self._v2ctl: set[str] | None = None
+        self.rootless = False  # create(rootless=True): device rules are best effort
+        self.denied: dict[str, tuple[str, OSError]] = {}  # see drop()
         # the host's v1 hierarchies as open_manager() found them (common.v1_mounts(): the
         # init's cgroup mounts need them); not kept in state.json
         self.hierarchies: list[tuple[str, str, frozenset[str]]] = []
@@ -159,10 +164,12 @@ class Manager:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def create(self) -> None:
+    def create(self, rootless: bool = False) -> None:
         """Make the directories (v2: enabling controllers down the path). Refuses a cgroup
         that already exists with processes in it or frozen, like runc. A systemd scope is
-        made when the init joins it (add_pid); here only the connection to systemd."""
+        made when the init joins it (add_pid); here only the connection to systemd.
+        `rootless`: a directory we may not make is dropped (drop()) instead, and device rules
+        become best effort (cgroups/rootless.py says when that is allowed)."""
         if self.scope is not None:
             self.scope.connect()
             return
@@ -174,14 +181,19 @@ class Manager:
             if self.frozen():
                 raise RuntimeFailure("container's cgroup unexpectedly frozen")
         created: list[str] = []
+        self.rootless = rootless
         try:
             for d in self.dirs():
-                if d == self.unified:
+                try:
                     common.mkdirs(d, created)
-                    common.enable_controllers(common.v2_root(self.mode), d)
+                except OSError as e:
+                    if not (rootless and e.errno in DENIED):
+                        raise
+                    self.drop(d, e)
                     continue
-                common.mkdirs(d, created)
-                if d == self.paths.get("cpuset"):
+                if d == self.unified:
+                    common.enable_controllers(common.v2_root(self.mode), d)
+                elif d == self.paths.get("cpuset"):
                     common.init_cpuset(d)
         except (OSError, RuntimeFailure) as e:
             self.created = created
@@ -199,6 +211,18 @@ class Manager:
         for d in created:
             if d not in leaves:
                 cgroup_recorded.mark_parent(d)   # shared with later siblings: see remove()
+
+    def drop(self, d: str, err: OSError) -> None:
+        """Do without the directory `d` (rootless: not ours to make or join); what it would
+        have served is kept in `denied` (controller, "" for cgroup2 -> (dir, error)) for the
+        error message of a resource that needed it."""
+        for ctrl in [c for c, p in self.paths.items() if p == d]:
+            del self.paths[ctrl]
+            self.denied[ctrl] = (d, err)
+        if self.unified == d:
+            self.unified = None
+            self.denied[""] = (d, err)
+        self._v2ctl = None
 
     def destroy(self) -> None:
         """Remove the directories create() made (cgroup_recorded.remove), after stopping
@@ -281,7 +305,13 @@ class Manager:
             return common.not_supported(field, f"no {ctrl} cgroup controller")
 
         if not update or "devices" in r:
-            self._set_devices(common.get_list(r, "devices", path), pre + "devices")
+            try:
+                self._set_devices(common.get_list(r, "devices", path), pre + "devices")
+            except RuntimeFailure:
+                # rootless (as runc): the device rules need CAP_SYS_ADMIN (v1) or CAP_BPF (v2)
+                # on the host; a container cannot make device nodes in a user namespace anyway
+                if not self.rootless or (update and r.get("devices")):
+                    raise
 
         cpu = common.get_obj(r, "cpu", path)
         if cpu:
