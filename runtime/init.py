@@ -100,10 +100,15 @@ def forks_directly(spec: Spec) -> bool:
     clones straight into the namespaces): saves a fork of a whole Python process. Not with a
     user namespace (it must own the others, so it comes first and needs the parent's id maps),
     a time namespace (offsets are written before any process is in it) or a pid namespace to
-    join (setns applies to children only): those go through stage 1."""
+    join (setns applies to children only): those go through stage 1. Nor, for a new pid
+    namespace, in a user namespace (rootless podman's): fork_init could not go back to ours,
+    which its owner, the host's user namespace, holds (setns: EPERM)."""
     for ns in spec.linux.namespaces:
         if ns.type in ("user", "time") or ns.type == "pid" and ns.path:
             return False
+    if namespaces.wants_new(spec.linux.namespaces, "pid"):
+        from .rootless import in_user_namespace
+        return not in_user_namespace()
     return True
 
 
@@ -392,8 +397,11 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
     # on a bind of root.path in that namespace (detached again by `delete`), and entered by chroot.
     mount_ns = lx.namespace("mount") is not None
-    rootfs = RootfsBuilder(spec, in_userns, opts.cgroup_mounter, host_ns=not mount_ns,
-                           host_fds=opts.host_fds)
+    # In a user namespace, the container's or the one runp runs in (rootless podman's), devices
+    # are bound from the host (mknod: EPERM) and remounts keep the locked flags.
+    from .rootless import in_user_namespace
+    rootfs = RootfsBuilder(spec, in_userns or in_user_namespace(), opts.cgroup_mounter,
+                           host_ns=not mount_ns, host_fds=opts.host_fds)
     rootfs.prepare()
     rootfs.mount_all()
     rootfs.release_sources()
