@@ -146,19 +146,35 @@ def occupy_passed_fds(count: int) -> list[int]:
 
 
 def set_oom_score_adj(value: int) -> None:
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write(str(value))
+    """A value below the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
+    path = "/proc/self/oom_score_adj"
+    try:
+        with open(path, "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        try:
+            with open(path) as f:
+                now = f.read().strip()
+        except OSError:
+            now = "?"
+        raise RuntimeFailure(f"config.json: process.oomScoreAdj: cannot set {value} (now {now}): "
+                             f"{e.strerror}") from None
 
 
 def set_rlimits(proc: Process) -> None:
+    """A hard limit above the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
     import resource
-    for r in proc.rlimits:
+    for i, r in enumerate(proc.rlimits):
         soft = resource.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
         hard = resource.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
         try:
             resource.setrlimit(r.resource, (soft, hard))
         except (OSError, ValueError) as e:
-            raise RuntimeFailure(f"config.json: process.rlimits: {r.type}: {e}") from None
+            now = resource.getrlimit(r.resource)[1]
+            raise RuntimeFailure(
+                f"config.json: process.rlimits[{i}]: cannot set {r.type} to {r.soft}:{r.hard} "
+                f"(hard limit now {'unlimited' if now == resource.RLIM_INFINITY else now}): "
+                f"{e}") from None
 
 
 def own_stdio(uid: int, callers: bool = False) -> None:

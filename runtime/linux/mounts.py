@@ -208,7 +208,12 @@ class RootfsBuilder:
                 data = ",".join(opts.data)
                 if self.spec.linux.mount_label and fstype in ("tmpfs", "mqueue", "devpts", "shm"):
                     pass  # SELinux context= is only meaningful where SELinux is enabled
-                lsys.mount(m.source or fstype, target, fstype or None, flags, data)
+                try:
+                    lsys.mount(m.source or fstype, target, fstype or None, flags, data)
+                except PermissionError:
+                    if fstype != "sysfs" or not self.in_userns:
+                        raise
+                    self._bind_host_sysfs(target, m.destination, flags)
             # the fd still points at the directory under the new mount: reopen to apply
             if opts.propagation or opts.rec_set or opts.rec_clear or ro_later is not None:
                 top = paths.open_in_root(self.rootfd, m.destination)
@@ -331,6 +336,22 @@ class RootfsBuilder:
             self._post(top, opts)
         finally:
             os.close(top)
+
+    def _bind_host_sysfs(self, target: str, dest: str, flags: int) -> None:
+        """In a user namespace that does not own the network namespace (rootless, no network
+        namespace of its own) the kernel refuses a fresh sysfs: bind the host's /sys instead
+        (as crun does; runc's rootless spec asks for that bind itself), with the mount's
+        flags (ro, nosuid, ...) on every mount under it, not only the top one."""
+        lsys.mount("/sys", target, None, lsys.MS_BIND | lsys.MS_REC)
+        attrs = sum(a for ms, a in ((lsys.MS_RDONLY, MOUNT_ATTR_RDONLY), (lsys.MS_NOSUID, MOUNT_ATTR_NOSUID),
+                                    (lsys.MS_NODEV, MOUNT_ATTR_NODEV), (lsys.MS_NOEXEC, MOUNT_ATTR_NOEXEC))
+                    if flags & ms)
+        if attrs:
+            top = paths.open_in_root(self.rootfd, dest)
+            try:
+                lsys.mount_setattr(top, attrs, 0)
+            finally:
+                os.close(top)
 
     def _post(self, fd: int, opts: MountOptions) -> None:
         for p in opts.propagation:
