@@ -295,6 +295,9 @@ class Container:
         if status not in ("running", "created"):
             raise RuntimeFailure("container not running" if status == "stopped"
                                  else f"container {self.id} is {status}, not running")
+        if not self.state.cgroup:  # rootless, where the caller's cgroup is not delegated
+            raise RuntimeFailure(f"cannot pause container {self.id}: it has no cgroup (rootless, "
+                                 "and the caller's cgroup is not delegated)")
         self.cgroup().freeze()
 
     def resume(self) -> None:

@@ -81,7 +81,15 @@ def make_mounter(manager, spec: Spec):
 
 def _mount_v2(builder, target: str, dest: str, host_dir: str | None, flags: int, cgroupns: bool) -> None:
     if cgroupns or host_dir is None:
-        lsys.mount("cgroup2", target, "cgroup2", flags)
+        try:
+            lsys.mount("cgroup2", target, "cgroup2", flags)
+        except PermissionError:
+            if host_dir is not None:
+                raise
+            # rootless without a cgroup of its own (cgroups/rootless.py) and in the caller's
+            # cgroup namespace, which our user namespace does not own: nothing of the cgroup
+            # tree to show, so an empty read-only directory (runc masks it the same way)
+            lsys.mount("tmpfs", target, "tmpfs", flags | lsys.MS_RDONLY, "mode=755")
         return
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
