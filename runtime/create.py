@@ -177,9 +177,17 @@ class Creator:
         if self.rootless_cgroups:
             from .linux.cgroups import rootless
             rootless.create(self.cgroup, self.spec.linux.resources)
-            return
-        self.cgroup.create()
-        self.cgroup.apply(self.spec.linux.resources)
+        else:
+            self.cgroup.create()
+            self.cgroup.apply(self.spec.linux.resources)
+        owner = cgroup_owner(self.spec)
+        if owner is not None:
+            try:
+                self.cgroup.delegate(owner)
+            except RuntimeFailure as e:
+                if not self.rootless_cgroups:  # (giving it to another uid needs CAP_CHOWN)
+                    raise
+                log.debug(f"{e} (rootless: the cgroup stays the caller's)")
 
     def _join_cgroup(self) -> None:
         if self.rootless_cgroups:
@@ -327,6 +335,24 @@ class Creator:
                 log.warning(f"remove cgroup: {e}")
         self.c.dir.remove()
         self.c.dir.unlock()
+
+
+def cgroup_owner(spec: spec_mod.Spec) -> int | None:
+    """The host uid to own the container's cgroup (runtime-spec "Cgroup ownership", as runc
+    1.2): the one running process.user.uid, when the container gets a new cgroup namespace and
+    a read-write cgroup mount at /sys/fs/cgroup, so that its root can manage its own subtree
+    (systemd in a container); None otherwise, or when that uid is not mapped."""
+    from .linux.namespaces import wants_new
+    lx = spec.linux
+    if not wants_new(lx.namespaces, "cgroup") or not any(
+            m.source == "cgroup" and os.path.normpath(m.destination) == "/sys/fs/cgroup"
+            and "ro" not in m.options for m in spec.mounts):
+        return None
+    uid = spec.process.user.uid if spec.process is not None else 0
+    if lx.namespace("user") is None:
+        return uid
+    return next((m.host_id + uid - m.container_id for m in lx.uid_mappings
+                 if m.container_id <= uid < m.container_id + m.size), None)
 
 
 def _ok(pipe, payload: str = "") -> None:

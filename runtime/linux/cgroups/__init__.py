@@ -573,12 +573,17 @@ class Manager:
             return common.read_keyed(w[1], "memory.oom_control")
         return common.read_keyed(w[1], "memory.events")
 
-    def delegate(self, uid: int, gid: int) -> None:
-        """Give the container's cgroup2 directory to uid:gid (runtime-spec "Cgroup ownership":
-        only with a new cgroup namespace and a read-write cgroup mount, never on v1)."""
+    def delegate(self, uid: int, gid: int = -1) -> None:
+        """Give the container's cgroup2 directory to uid (runtime-spec "Cgroup ownership":
+        only with a new cgroup namespace and a read-write cgroup mount, never where v1 is in
+        use; the group stays, as with runc). Creator decides when (create.cgroup_owner)."""
         if self.mode == "v2" and self.unified:
             from . import v2
-            v2.chown(self.unified, uid, gid)
+            try:
+                v2.chown(self.unified, uid, gid)
+            except OSError as e:
+                raise RuntimeFailure(f"cannot give cgroup {self.unified} to uid {uid}: "
+                                     f"{e.strerror}") from None
 
 
 def _nz(d: dict, *keys: str) -> dict:
