@@ -23,6 +23,9 @@ from .state import (CONFIG_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time,
 def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
     """The flags against the config; the config itself is checked by the init, in parallel
     (runtime.init.check_config)."""
+    if os.geteuid() != 0:
+        from .rootless import check_config
+        check_config(spec)
     proc = spec.process
     if proc is None:
         return

@@ -87,6 +87,15 @@ def rootless_cgroups(flag: bool | None) -> bool:
     return os.geteuid() != 0 or in_user_namespace()
 
 
+def check_config(spec) -> None:
+    """What a non-root caller cannot have at all (runc's rootless validation): a container
+    without a user namespace would need the host's privileges for every other namespace."""
+    if spec.linux.namespace("user") is None:
+        from .errors import ConfigError
+        raise ConfigError("linux.namespaces", "a rootless container needs a user namespace "
+                                              "(runp spec --rootless makes such a config)")
+
+
 def single_own_id(maps: list, own: int) -> bool:
     """A map of one id, the caller's own: what the kernel lets an unprivileged process write
     itself (for a gid_map only once setgroups is denied), and what needs no newuidmap."""
