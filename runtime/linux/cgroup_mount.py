@@ -6,6 +6,7 @@ mount of the container's directory in each hierarchy (v1), or a bind of its cgro
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from ..spec import Mount, Spec
@@ -83,14 +84,18 @@ def _mount_v2(builder, target: str, dest: str, host_dir: str | None, flags: int,
     if cgroupns or host_dir is None:
         try:
             lsys.mount("cgroup2", target, "cgroup2", flags)
-        except PermissionError:
-            if host_dir is not None:
+            return
+        except OSError as e:
+            # Rootless, cgroup2 cannot always be mounted: EPERM in a user namespace that does
+            # not own the cgroup namespace, EBUSY on a /sys bound from the host (its cgroup2
+            # mount is there already: the same filesystem on its own root). Then, as runc: a
+            # bind of the container's cgroup, or, without one (cgroups/rootless.py), an empty
+            # read-only directory: nothing of the cgroup tree to show.
+            if e.errno not in (errno.EPERM, errno.EBUSY):
                 raise
-            # rootless without a cgroup of its own (cgroups/rootless.py) and in the caller's
-            # cgroup namespace, which our user namespace does not own: nothing of the cgroup
-            # tree to show, so an empty read-only directory (runc masks it the same way)
+        if host_dir is None:
             lsys.mount("tmpfs", target, "tmpfs", flags | lsys.MS_RDONLY, "mode=755")
-        return
+            return
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
         _bind(builder, host_dir, fd, dest, flags)
