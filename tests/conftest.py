@@ -186,6 +186,24 @@ def runp(tmp_path):
         assert not remaining, f"containers survived force delete: {remaining}"
 
 
+@pytest.fixture(scope="session")
+def rootless_user():
+    """An ordinary user with a subuid/subgid range and an XDG_RUNTIME_DIR (tests/rootless_user.py),
+    made once per session and removed at its end, pass or fail."""
+    from rootless_user import TestUser, missing_tools
+    if os.geteuid() != 0:
+        pytest.skip("making a test user needs root")
+    missing = missing_tools()
+    if missing:
+        pytest.skip(f"{', '.join(missing)} missing: Debian's passwd and uidmap packages (hack/setup)")
+    user = TestUser()
+    try:
+        user.create()
+        yield user
+    finally:
+        user.remove()
+
+
 @pytest.fixture
 def cid() -> str:
     return new_id()

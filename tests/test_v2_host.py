@@ -21,8 +21,13 @@ LIFECYCLE = ["test_create_start_split", "test_state_fields", "test_kill_default_
              "container_errors", "test_delete_running_needs_force", "test_delete_created_needs_force",
              "test_run_output_and_stdin", "test_start_twice_fails", "test_stopped_before_start_if_init_"
              "killed", "test_list_formats", "test_pid_file"]
+# rootless runp on v2 (an ordinary user made in the VM), and cgroup ownership (v2 only)
+ROOTLESS = ["test_spec_rootless_bundle_runs_as_user", "test_without_cgroup_or_cgroupns",
+            "test_delegated_cgroup_is_used", "test_cgroup_given_to_the_container_on_v2",
+            "test_cgroup_stays_roots_otherwise"]
 INNER_TESTS = ["tests/test_cgroups.py", "tests/test_container_cgroups.py",
-               *(f"tests/test_lifecycle.py::{t}" for t in LIFECYCLE)]
+               *(f"tests/test_lifecycle.py::{t}" for t in LIFECYCLE),
+               *(f"tests/test_rootless.py::{t}" for t in ROOTLESS)]
 BUDGET = 15 * 60      # seconds the VM part may take in CI
 VM_TIMEOUT = 25 * 60  # past this hack/v2vm kills QEMU (exit 124)
 

@@ -305,16 +305,11 @@ def run_files(argv: list[str], env: dict | None = None, timeout: float = 120,
 
 # --- podman -------------------------------------------------------------------------------------
 
-class PodmanEnv:
-    """A private podman set-up: containers.conf + storage.conf in `base`, runp as the default
-    runtime, runc configured next to it (`podman --runtime runc`)."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.conf = base / "containers.conf"
-        self.storage_conf = base / "storage.conf"
-        runc = _which("runc") or "/usr/sbin/runc"
-        self.conf.write_text(f"""\
+def containers_conf(runp: str, engine_extra: str = "") -> str:
+    """containers.conf: runp the default runtime (with JSON logs from conmon), runc beside it,
+    the cgroupfs manager, no network; `engine_extra`: more lines for [engine]."""
+    runc = _which("runc") or "/usr/sbin/runc"
+    return f"""\
 [containers]
 # root here lacks CAP_SYS_RESOURCE and has a hard nofile limit of 20000 (GUIDE.md section 5)
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -326,13 +321,25 @@ runtime = "runp"
 runtime_supports_json = ["crun", "runc", "kata", "runsc", "youki", "krun", "runp"]
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+{engine_extra}
+[engine.runtimes]
+runp = ["{runp}"]
+runc = ["{runc}"]
+"""
+
+
+class PodmanEnv:
+    """A private podman set-up: containers.conf + storage.conf in `base`, runp as the default
+    runtime, runc configured next to it (`podman --runtime runc`)."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.conf = base / "containers.conf"
+        self.storage_conf = base / "storage.conf"
+        self.conf.write_text(containers_conf(RUNP, f"""\
 tmp_dir = "{base}/tmp"
 volume_path = "{base}/volumes"
-
-[engine.runtimes]
-runp = ["{RUNP}"]
-runc = ["{runc}"]
-
+""") + f"""
 [network]
 network_config_dir = "{base}/networks"
 """)
