@@ -130,3 +130,26 @@ def test_rootless_keep_id(rpodman):
     u = rpodman.user
     p = rpodman("run", "--rm", "--userns=keep-id", IMAGE, "sh", "-c", "id -u; id -g")
     assert p.stdout.split() == [str(u.uid), str(u.gid)]
+
+
+def test_rootless_joins_another_containers_namespaces(rpodman):
+    """Namespaces of podman's user namespace, given by path (another container's pid, network,
+    ipc, uts): joined; a pid namespace joined goes through stage 1."""
+    pm = rpodman
+    pm("run", "-d", "--name", "host1", IMAGE, "sleep", "1000")
+    p = pm("run", "--rm", *(f"--{ns}=container:host1" for ns in ("pid", "network", "ipc", "uts")),
+           IMAGE, "sh", "-c", "cat /proc/1/comm; hostname")
+    comm, hostname = p.stdout.split()
+    assert comm == "sleep"
+    assert hostname == pm("inspect", "--format", "{{.Config.Hostname}}", "host1").stdout.strip()
+    pm("rm", "--force", "--time", "0", "host1")
+
+
+def test_rootless_slirp4netns(rpodman):
+    """podman's usual rootless network: a network namespace of its user namespace, with a tap
+    device slirp4netns serves."""
+    if not _which("slirp4netns"):
+        pytest.skip("slirp4netns is not installed")
+    p = rpodman("run", "--rm", "--network", "slirp4netns", IMAGE, "ip", "-o", "-4", "addr", "show",
+                "tap0")
+    assert " inet 10.0.2.100/" in p.stdout
