@@ -310,7 +310,7 @@ class Manager:
             except RuntimeFailure:
                 # rootless (as runc): the device rules need CAP_SYS_ADMIN (v1) or CAP_BPF (v2)
                 # on the host; a container cannot make device nodes in a user namespace anyway
-                if not self.rootless or (update and r.get("devices")):
+                if not self.rootless:
                     raise
 
         cpu = common.get_obj(r, "cpu", path)

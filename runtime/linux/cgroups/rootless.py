@@ -64,10 +64,13 @@ def create(mgr: Manager, resources: dict | None) -> None:
     mgr.create(rootless=True)
     try:
         for field, ctrl in requested(resources):
-            if _dir_of(mgr, ctrl) is None and mgr.denied:
-                d, err = mgr.denied.get(ctrl) or mgr.denied.get("") or next(iter(mgr.denied.values()))
-                raise ConfigError(field, f"rootless: cannot create cgroup {d}: {err.strerror} "
-                                         "(the caller's cgroup is not delegated to it)")
+            # its v1 hierarchy, or cgroup2 (which may have served it), was denied; a controller
+            # this host does not have at all is left to apply() to report
+            hit = (mgr.denied.get(ctrl) or mgr.denied.get("")) if _dir_of(mgr, ctrl) is None else None
+            if hit is not None:
+                raise ConfigError(field, f"rootless: cannot create cgroup {hit[0]}: "
+                                         f"{hit[1].strerror} (the caller's cgroup is not delegated "
+                                         "to it)")
         mgr.apply(resources)
     except BaseException:
         mgr.destroy()
