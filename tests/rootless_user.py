@@ -159,16 +159,21 @@ class TestUser:
 
     # --- clean-up -----------------------------------------------------------------------------
     def processes(self) -> list[int]:
-        """Pids running as the user or as one of its subordinate uids (its containers)."""
+        """Live pids running as the user or as one of its subordinate uids (its containers).
+        Zombies are left out: killed already, they wait for a parent (this machine's pid 1
+        reaps late) and cannot be signalled."""
         lo, n = self.subuid
         out = []
         for d in Path("/proc").iterdir():
             if not d.name.isdigit():
                 continue
             try:
-                uids = next(line for line in (d / "status").read_text().splitlines()
-                            if line.startswith("Uid:")).split()[1:]
-            except (OSError, StopIteration):
+                status = dict(line.split(":", 1) for line in (d / "status").read_text().splitlines()
+                              if ":" in line)
+            except OSError:
+                continue
+            uids = status.get("Uid", "").split()
+            if status.get("State", "").strip().startswith("Z"):
                 continue
             if any(int(u) == self.uid or lo <= int(u) < lo + n for u in uids):
                 out.append(int(d.name))
@@ -190,7 +195,9 @@ class TestUser:
                 time.sleep(0.1)
             else:
                 problems.append(f"processes of {self.name} survive SIGKILL: {self.processes()}")
-            p = subprocess.run(["userdel", "--remove", self.name], capture_output=True, text=True)
+            # --force: a zombie of the user's (see processes()) would make userdel refuse
+            p = subprocess.run(["userdel", "--force", "--remove", self.name], capture_output=True,
+                               text=True)
             if p.returncode not in (0, 12):  # 12: the home was not removed (checked below)
                 problems.append(f"userdel {self.name}: {p.stderr.strip()}")
             if self.home.exists() and str(self.home).startswith("/home/"):
