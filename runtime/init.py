@@ -224,7 +224,10 @@ def stage1(spec: Spec, pipe: InitPipe, opts: InitOptions) -> None:
     are opened on the host's side first (see linux/mount_sources.py)."""
     lx = spec.linux
     opener = None
-    if lx.namespace("user") is not None and namespaces.wants_new(lx.namespaces, "mount"):
+    # (not for a non-root caller: the helper could not join the mount namespace, and it would
+    # see no more than the container's root, the same host uid)
+    if lx.namespace("user") is not None and namespaces.wants_new(lx.namespaces, "mount") \
+            and os.geteuid() == 0:
         from .linux.mount_sources import SourceOpener
         opener = SourceOpener(spec)  # forked now, while we still have the host's credentials
     try:
