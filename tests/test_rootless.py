@@ -351,7 +351,8 @@ def _ownership_bundle(bundle, writable: bool):
     lx["namespaces"].append({"type": "user"})
     lx["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
     lx["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
-    assert any(ns["type"] == "cgroup" for ns in lx["namespaces"])
+    if not any(ns["type"] == "cgroup" for ns in lx["namespaces"]):  # (runp spec: v2 only)
+        lx["namespaces"].append({"type": "cgroup"})
     m = next(m for m in cfg["mounts"] if m["destination"] == "/sys/fs/cgroup")
     m["options"] = [o for o in m["options"] if o != "ro"] + ([] if writable else ["ro"])
     cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
