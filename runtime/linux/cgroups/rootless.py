@@ -79,7 +79,11 @@ def create(mgr: Manager, resources: dict | None) -> None:
 
 def join(mgr: Manager, pid: int, resources: dict | None) -> None:
     """Manager.add_pid() for a rootless container: a directory we may not move the process
-    into is dropped, unless a limit of linux.resources is set there."""
+    into is dropped, unless a limit of linux.resources is set there. A systemd scope (the
+    caller's own systemd instance) is systemd's to make with the process in it."""
+    if mgr.scope is not None:
+        mgr.add_pid(pid)
+        return
     needed = {_dir_of(mgr, ctrl): field for field, ctrl in requested(resources)}
     for d in mgr.dirs():
         try:
