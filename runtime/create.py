@@ -82,6 +82,7 @@ class Creator:
         log.phase("cgroups")
         self._handshake(pipe)
         log.phase("handshake")
+        self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
             self.c.console_master, _ = recv_master(console_parent)
@@ -183,14 +184,19 @@ class Creator:
         else:
             self.cgroup.create()
             self.cgroup.apply(self.spec.linux.resources)
+
+    def _delegate_cgroup(self) -> None:
+        """The cgroup to the container's user where the spec says so (cgroup_owner); once the
+        init has joined it (a systemd scope exists only from then on), before `start`."""
         owner = cgroup_owner(self.spec)
-        if owner is not None:
-            try:
-                self.cgroup.delegate(owner)
-            except RuntimeFailure as e:
-                if not self.rootless_cgroups:  # (giving it to another uid needs CAP_CHOWN)
-                    raise
-                log.debug(f"{e} (rootless: the cgroup stays the caller's)")
+        if owner is None:
+            return
+        try:
+            self.cgroup.delegate(owner)
+        except RuntimeFailure as e:
+            if not self.rootless_cgroups:  # (giving it to another uid needs CAP_CHOWN)
+                raise
+            log.debug(f"{e} (rootless: the cgroup stays the caller's)")
 
     def _join_cgroup(self) -> None:
         if self.rootless_cgroups:
