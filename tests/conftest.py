@@ -160,6 +160,21 @@ def make_traversable(path: Path) -> None:
         p.chmod(p.stat().st_mode | 0o011)
 
 
+def force_delete(cmd: list[str], cid: str, attempts: int = 40) -> None:
+    """`delete -f` until the runtime no longer knows the container. runc 1.1.5's delete fails
+    (keeping its state and cgroups) when the cgroup is still busy with exiting processes, as
+    seen under a loaded full suite; a test must not leave that behind."""
+    import time
+    p = None
+    for _ in range(attempts):
+        p = subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+        if subprocess.run(cmd + ["state", cid], capture_output=True, timeout=30).returncode != 0:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{cmd[0]} delete -f {cid} left the container behind: "
+                         f"{p.stderr.decode(errors='replace') if p else ''}")
+
+
 def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import make_traversable, new_id
+from conftest import force_delete, make_traversable, new_id
 
 RUNC = shutil.which("runc")
 
@@ -363,7 +363,7 @@ def pty_session(cmd: list[str], bundle, receiver) -> str:
         finally:
             t.close()
     finally:
-        subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+        force_delete(cmd, cid)
 
 
 @pytest.mark.parametrize("userns", [False, True], ids=["host-ids", "userns"])
@@ -420,7 +420,7 @@ def test_exec_stdio_belongs_to_the_user(runp, bundle, receiver, tmp_path, userns
                 time.sleep(0.05)
             res["file"] = (f.read_text(), f.stat().st_uid)
         finally:
-            subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+            force_delete(cmd, cid)
     ours = out["runp"]
     assert ours["tty"] == PTY_RESULT, ours
     if userns:  # the pipes and the file are the host's (root's: unmapped, shown as 65534)
@@ -465,7 +465,7 @@ def test_detached_init_stdio_belongs_to_the_user(runp, bundle, tmp_path, userns)
         finally:
             os.close(r)
             os.close(w)
-            subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
+            force_delete(cmd, cid)
     if userns:  # our pipe and file are the host root's: not mapped there, left as they are
         assert out["runp"] == ("0 fifo 65534:65534\n1 regular file 65534:65534\ndone\n", 0, 0), out
     else:
