@@ -244,6 +244,19 @@ def _host_device_stats() -> dict:
 
 
 @pytest.fixture(autouse=True)
+def not_a_subreaper_afterwards():
+    """pytest must not stay a child subreaper after a test: runtime.Container.create makes its
+    caller one (test_library_api calls it in-process), and then every container init and
+    exec'd process that outlives its runtime command (runc's too) is re-parented to pytest,
+    which never reaps them. A dying pid-namespace init waits for those zombies
+    (zap_pid_ns_processes), so a later `runc delete -f` fails with "container init still
+    running" and leaves the container's cgroups behind (seen in the full suite)."""
+    yield
+    from runtime.linux import sys as lsys
+    lsys.prctl(lsys.PR_SET_CHILD_SUBREAPER, 0)
+
+
+@pytest.fixture(autouse=True)
 def host_devices_untouched():
     """No test may change the host's device nodes (a runtime that chmods or replaces the host's
     /dev/null through a container path is a container escape)."""
