@@ -267,17 +267,3 @@ def check_bundle(bundle: str) -> list[str]:
     problems = _schema_problems("config-schema.json", doc)
     problems += _semantic_problems(doc, bundle)
     return _lines("config.json", problems)
-
-
-def validate_config(doc: Any, bundle: str | None = None) -> list[str]:
-    """Like check_bundle, for an already-parsed config (root.path is checked only with a bundle)."""
-    problems = _schema_problems("config-schema.json", doc)
-    sem = _semantic_problems(doc, bundle or ".")
-    if bundle is None:
-        sem = [p for p in sem if p[0] != ("root", "path")]
-    return _lines("config.json", problems + sem)
-
-
-def validate_state(obj: Any) -> list[str]:
-    """Every way a state object (`runp state` output, hooks' stdin) violates state-schema.json."""
-    return _lines("state", _schema_problems("state-schema.json", obj))

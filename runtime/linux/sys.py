@@ -58,7 +58,6 @@ MS_LAZYTIME = 0x2000000
 MNT_DETACH = 0x2
 
 # prctl
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
@@ -172,10 +171,6 @@ def set_dumpable(on: bool) -> None:
 
 def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def set_pdeathsig(sig: int) -> None:
-    prctl(PR_SET_PDEATHSIG, sig)
 
 
 def set_no_new_privs() -> None:

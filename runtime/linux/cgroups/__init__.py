@@ -563,16 +563,6 @@ class Manager:
             return v1.oom_kills(w[1])
         return common.read_keyed(w[1], "memory.events").get("oom_kill", 0)
 
-    def memory_events(self) -> dict[str, int]:
-        """v2 memory.events (low, high, max, oom, oom_kill, ...); v1: oom_kill and under_oom
-        from memory.oom_control."""
-        w = self.where("memory")
-        if w is None:
-            return {}
-        if w[0] == "v1":
-            return common.read_keyed(w[1], "memory.oom_control")
-        return common.read_keyed(w[1], "memory.events")
-
     def delegate(self, uid: int, gid: int = -1) -> None:
         """Give the container's cgroup2 directory to uid (runtime-spec "Cgroup ownership":
         only with a new cgroup namespace and a read-write cgroup mount, never where v1 is in
