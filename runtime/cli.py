@@ -17,7 +17,7 @@ gc.disable()
 import os
 import sys
 
-from . import SPEC_VERSION, __version__
+from . import __version__
 from .errors import RuntimeFailure, os_error_text
 from .log import log
 
@@ -248,6 +248,7 @@ def _fail(msg: str, code: int, prefix: str = "runp: ") -> int:
 
 def version_text() -> str:
     from .features import libseccomp_version  # the binding has no version call: ask the C library
+    from .spec import SPEC_VERSION
     libseccomp = libseccomp_version() or "none"
     return (f"runp version {__version__}\ncommit: {__version__}\nspec: {SPEC_VERSION}\n"
             f"python: {sys.version.split()[0]}\nlibseccomp: {libseccomp}\n")
@@ -267,7 +268,7 @@ def _no_args(pos: list[str], cmd: str) -> None:
 
 
 def _create_opts(flags: dict, gflags: dict):
-    from .container import CreateOptions
+    from .create import CreateOptions
     from .rootless import parse_flag
     pf = flags.get("preserve-fds", "0")
     if not str(pf).isdigit():

@@ -12,12 +12,24 @@ import time
 import _signal
 
 from . import spec as spec_mod
-from .container import Container, CreateOptions
 from .errors import RuntimeFailure
 from .linux import sys as lsys
 from .log import log
-from .state import (CONFIG_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time, write_atomic,
-                    write_pid_file)
+from .state import (CONFIG_FILE, FIFO_FILE, State, StateDir, now_rfc3339, proc_start_time,
+                    write_atomic, write_pid_file)
+
+
+class CreateOptions:
+    def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 systemd_cgroup: bool = False, rootless: bool | None = None) -> None:
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+        self.rootless = rootless  # --rootless: True, False or None (auto; runtime/rootless.py)
 
 
 def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
@@ -36,10 +48,16 @@ def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool)
 
 
 class Creator:
-    """One `create`: owns everything made so far, so a failure can undo all of it."""
+    """One `create`: owns everything made so far, so a failure can undo all of it. Once run()
+    returns, `state` is what it recorded and `console_master` the foreground pty master (if any):
+    the Container takes both."""
 
-    def __init__(self, c: Container, spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
-        self.c = c
+    def __init__(self, d: StateDir, container_id: str, spec: spec_mod.Spec, opts: CreateOptions,
+                 foreground: bool) -> None:
+        self.dir = d
+        self.id = container_id
+        self.state: State | None = None
+        self.console_master: int | None = None
         self.spec = spec
         self.opts = opts
         self.foreground = foreground
@@ -85,7 +103,7 @@ class Creator:
         self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
-            self.c.console_master, _ = recv_master(console_parent)
+            self.console_master, _ = recv_master(console_parent)
         self._finish()
 
     def _fork(self):
@@ -120,7 +138,7 @@ class Creator:
     def _make_state_dir(self) -> int:
         """<root>/<id>/ (failing if the id is taken), locked, with config.json and the exec
         fifo; returns our read-write end of the fifo (the init's, once sent)."""
-        d = self.c.dir
+        d = self.dir
         d.make()
         self.dir_made = True
         d.lock()
@@ -174,7 +192,7 @@ class Creator:
         need the paths)."""
         from .linux import cgroups
         lx = self.spec.linux
-        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup,
+        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.id, systemd=self.opts.systemd_cgroup,
                                            annotations=self.spec.annotations)
 
     def _make_cgroup(self) -> None:
@@ -260,13 +278,14 @@ class Creator:
 
     def _send_seccomp_fd(self, pipe) -> None:
         """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
+        from .init import forward_notify_fd
         from .state import hook_state
-        state = hook_state(self.spec, self.c.id, "creating", self.init_pid)
+        state = hook_state(self.spec, self.id, "creating", self.init_pid)
         forward_notify_fd(pipe, self.spec, list(getattr(pipe, "last_fds", [])), state, self.init_pid)
 
     def _prestart_hooks(self) -> bytes:
         from .state import hook_state
-        state = hook_state(self.spec, self.c.id, "created", self.init_pid)
+        state = hook_state(self.spec, self.id, "created", self.init_pid)
         if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
             from . import hooks
             hooks.run(self.spec, "prestart", state)
@@ -275,12 +294,12 @@ class Creator:
 
     def _finish(self) -> None:
         from .linux.namespaces import ns_paths
-        spec, d = self.spec, self.c.dir
+        spec, d = self.spec, self.dir
         start = proc_start_time(self.init_pid)
         if start is None:
             raise RuntimeFailure("container init exited during setup")
         lx = spec.linux
-        st = State(id=self.c.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
+        st = State(id=self.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
                    created=now_rfc3339(), start_time=start, annotations=spec.annotations,
                    owner="", oci_version=spec.oci_version,
                    cgroup=self.cgroup.to_dict() if self.cgroup and self.cgroup.dirs() else {},
@@ -295,7 +314,7 @@ class Creator:
         log.phase("state saved")
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
-        self.c._state = st
+        self.state = st
         for fd in self.fds:
             os.close(fd)
         self.fds = []
@@ -312,9 +331,9 @@ class Creator:
                 os.close(fd)
             except OSError:
                 pass
-        if self.c.console_master is not None:
-            os.close(self.c.console_master)
-            self.c.console_master = None
+        if self.console_master is not None:
+            os.close(self.console_master)
+            self.console_master = None
         for pid in (self.stage1, self.init_pid):
             if pid:
                 try:
@@ -330,7 +349,7 @@ class Creator:
         if self.spec.hooks.get("poststop"):  # lifecycle: a failed create goes on at delete
             from . import hooks
             from .state import hook_state
-            hooks.run(self.spec, "poststop", hook_state(self.spec, self.c.id, "stopped", self.init_pid),
+            hooks.run(self.spec, "poststop", hook_state(self.spec, self.id, "stopped", self.init_pid),
                       warn_only=True, log=log)
         if self.host_ns_root is not None:
             from .linux.mounts import detach_rootfs, top_mount_id
@@ -342,8 +361,8 @@ class Creator:
                 self.cgroup.destroy()
             except (OSError, RuntimeFailure) as e:  # the original error matters more
                 log.warning(f"remove cgroup: {e}")
-        self.c.dir.remove()
-        self.c.dir.unlock()
+        self.dir.remove()
+        self.dir.unlock()
 
 
 def cgroup_owner(spec: spec_mod.Spec) -> int | None:
@@ -371,24 +390,6 @@ def _ok(pipe, payload: str = "") -> None:
         pipe.send("ok", payload)
     except (BrokenPipeError, ConnectionResetError):
         pass
-
-
-def forward_notify_fd(pipe, spec: spec_mod.Spec, fds: list[int], state: bytes, pid: int) -> None:
-    """Hand a seccomp listener fd received over the init pipe to the agent at listenerPath
-    (create and exec); a failure is also sent back to the child. Our copies are closed."""
-    from .linux import seccomp
-    sc = spec.linux.seccomp or {}
-    try:
-        if not fds:
-            raise RuntimeFailure("seccomp: no listener fd received")
-        seccomp.send_notify_fd(sc["listenerPath"], fds[0], state, sc.get("listenerMetadata", ""),
-                               pid=pid)
-    except RuntimeFailure as e:
-        pipe.send("error", str(e))
-        raise
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

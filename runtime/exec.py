@@ -19,7 +19,6 @@ import os
 import _signal  # the signal and socket modules cost milliseconds (enum, selectors)
 
 from .container import Container
-from .create import forward_notify_fd
 from .errors import ConfigError, RuntimeFailure, os_error_text
 from .linux import fdpass
 from .linux import sys as lsys
@@ -349,6 +348,7 @@ class _Exec:
 
     def _send_seccomp_fd(self, pipe, fds: list[int]) -> None:
         """The process installed a filter with a notify listener: pass the fd to the agent."""
+        from .init import forward_notify_fd
         from .state import hook_state
         state = hook_state(self.spec, self.c.id, self.c.status(), self.c.state.pid)
         forward_notify_fd(pipe, self.spec, fds, state, self.pid)

@@ -311,6 +311,25 @@ def _install_notify_filter(prepared, pipe: InitPipe) -> None:
         raise RuntimeFailure(text)
 
 
+def forward_notify_fd(pipe, spec: Spec, fds: list[int], state: bytes, pid: int) -> None:
+    """Parent side of _install_notify_filter (create and exec): hand the seccomp listener fd
+    received over the init pipe to the agent at listenerPath; a failure is also sent back to
+    the child. Our copies are closed."""
+    from .linux import seccomp
+    sc = spec.linux.seccomp or {}
+    try:
+        if not fds:
+            raise RuntimeFailure("seccomp: no listener fd received")
+        seccomp.send_notify_fd(sc["listenerPath"], fds[0], state, sc.get("listenerMetadata", ""),
+                               pid=pid)
+    except RuntimeFailure as e:
+        pipe.send("error", str(e))
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _cgroup_barrier(pipe: InitPipe, lx, early: bool):
     """A callable run once before the first cgroup mount (mount=True), or after all mounts:
     from then on the container's cgroup exists and, if asked for, we are in a new cgroup

@@ -9,8 +9,12 @@ import os
 
 import _signal  # the signal module builds enums on import: milliseconds on every run
 
-from .container import Container, CreateOptions
+from .container import Container
 from .log import log
+
+TYPE_CHECKING = False  # `runp exec` imports FORWARDED from here: not create.py with it
+if TYPE_CHECKING:
+    from .create import CreateOptions
 
 # every catchable signal but SIGCHLD (ours) and SIGWINCH (the terminal proxy's)
 FORWARDED = [s for s in range(1, _signal.NSIG) if s not in (

@@ -13,9 +13,10 @@ TYPE_CHECKING = False  # typing costs milliseconds to import
 if TYPE_CHECKING:
     from typing import Any
 
-from . import SPEC_VERSION, jsonlite
+from . import jsonlite
 from .errors import ConfigError, json_type
 
+SPEC_VERSION = "1.3.0"  # the OCI runtime-spec version runp implements
 SUPPORTED_MAJOR = 1
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")

@@ -445,8 +445,9 @@ class Manager:
             raise common.not_supported(field, "no devices cgroup controller")
         if w[0] == "v1":
             devices.set_v1(w[1], all_rules, len(rules), field)
-        else:
-            devices.set_v2(w[1], all_rules, len(rules), field)
+        else:  # cgroup v2 has no devices files: an eBPF program does it
+            from . import bpf
+            bpf.set_v2(w[1], all_rules, len(rules), field)
 
     # --- processes ------------------------------------------------------------------------
 
