@@ -92,10 +92,12 @@ def mask(caps: frozenset[int] | set[int]) -> int:
 
 
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
+    """The highest capability number this kernel knows. Read below our own procfs: a file
+    mounted over the container's /proc/sys/kernel/cap_last_cap could otherwise make runp
+    believe in fewer capabilities, and leave the others in the bounding set."""
+    from . import procfs
     try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
+        return int(procfs.read("sys/kernel/cap_last_cap"))
     except OSError:
         return max(CAPS.values())
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import struct
 
 from ..errors import RuntimeFailure
 from ..spec import Mount, Spec
-from . import idmapped, nopivot, paths
+from . import idmapped, nopivot, paths, procfs
 from .mountinfo import unescape as _unescape
 from . import sys as lsys
 
@@ -64,7 +63,7 @@ DEFAULT_DEVICES = (  # path, major, minor
 DEV_SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
                 ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
-PROC_SUPER_MAGIC = 0x9FA0
+PROC_SUPER_MAGIC = procfs.PROC_SUPER_MAGIC
 SYSFS_MAGIC = 0x62656572
 
 
@@ -520,7 +519,7 @@ class RootfsBuilder:
         try:
             if own:
                 proc = os.open("/proc", paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                if _fstatfs_type(proc) != PROC_SUPER_MAGIC:
+                if lsys.fstatfs_type(proc) != PROC_SUPER_MAGIC:
                     raise OSError(errno.ENOENT, "/proc is not a procfs")
                 # A shared "/" would pass the moved tree on to its peers (the host's "/" with
                 # rootfsPropagation "rshared": the container's mounts would appear there)
@@ -693,15 +692,6 @@ def _locked_flags(path: str) -> int:
     return out
 
 
-_fstatfs = lsys.function("fstatfs")
-
-
-def _fstatfs_type(fd: int) -> int:
-    buf = lsys.buffer(120)  # struct statfs; f_type (a long) comes first
-    lsys._check(_fstatfs(fd, buf), "fstatfs")
-    return struct.unpack_from("l", buf.raw)[0]
-
-
 def check_idmapped(spec: Spec) -> None:
     """What config.md requires of idmapped mounts, checked in `create` before anything is
     made: bind mounts only, both mappings or none, and none only with a user namespace (whose
@@ -760,24 +750,9 @@ def _host_netns(spec: Spec) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def write_proc_file(path: str, value: str, what: str) -> None:
-    """Write `value` to a /proc file, refusing when the opened file is not on procfs (a mount
-    over it could otherwise redirect the write). Errors name `what`."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError as e:
-        raise RuntimeFailure(f"{what}: {e.strerror or e}") from None
-    try:
-        if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
-            raise RuntimeFailure(f"{what}: {path} is not on procfs")
-        os.write(fd, value.encode())
-    except OSError as e:
-        raise RuntimeFailure(f"{what}: {e.strerror or e}") from None
-    finally:
-        os.close(fd)
-
-
 def write_sysctls(sysctl: dict[str, str]) -> None:
-    """linux.sysctl, written under the container's /proc/sys."""
+    """linux.sysctl, written under /proc/sys of our own procfs (procfs.py): the values apply to
+    the namespaces we are in, and nothing mounted over the container's /proc/sys can redirect
+    them (CVE-2025-52881)."""
     for key, value in sysctl.items():
-        write_proc_file(f"/proc/sys/{key.replace('.', '/')}", value, f"config.json: linux.sysctl.{key}")
+        procfs.write_or_fail(f"sys/{key.replace('.', '/')}", value, f"config.json: linux.sysctl.{key}")
