@@ -387,6 +387,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     os.setsid()
     from .linux import procfs
     procfs.root()  # now, before any of the container's mounts exist (linux/procfs.py)
+    log.debug(f"procfs root: {procfs.how}")
     if not opts.no_new_keyring:
         namespaces.new_session_keyring(spec.bundle)
     if opts.cgroup_early:

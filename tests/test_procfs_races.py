@@ -220,3 +220,30 @@ def test_exec_of_scripts_keeps_argv_and_fds(runp, bundle, cid):
         assert p.returncode != 0 and b"permission denied" in p.stderr.lower(), p.stderr
     finally:
         runp("delete", "--force", cid)
+
+
+def test_masks_and_read_only_paths_not_redirected_through_proc_fd(runp, bundle, cid):
+    """Attack (CVE-2025-31133 class): the config binds a directory of symlinks over the
+    container's /proc/self/fd (the init's /proc/1/fd), every one leading to /decoy. After
+    pivot_root, a mount made on "/proc/self/fd/N" goes there: the masks and the read-only
+    bind land on /decoy, and the masked file and the read-only directory stay as they were.
+    Defence: masks, read-only paths and /dev/console are mounted on fds (open_tree, fsmount,
+    move_mount, mount_setattr), with no /proc path at all (mounts.py).
+    Verified: with the old fd_path mounts the container reads SECRET and writes into /ro."""
+    fake = bundle.path / "fake-fd"
+    fake.mkdir()
+    for n in range(0, 1100):
+        (fake / str(n)).symlink_to("/decoy")
+    (bundle.rootfs / "decoy").write_text("decoy\n")
+    (bundle.rootfs / "secret").write_text("SECRET\n")
+    (bundle.rootfs / "ro").mkdir()
+    lx = bundle.config["linux"]
+    lx["maskedPaths"] = ["/secret"]
+    lx["readonlyPaths"] = ["/ro"]
+    bundle.config["mounts"].append({"destination": "/proc/self/fd", "type": "bind",
+                                    "source": str(fake), "options": ["bind"]})
+    bundle.set_args("sh", "-c", "cat /secret; touch /ro/x 2>/dev/null && echo WRITABLE; "
+                    "echo end")
+    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().split() == ["end"], p.stdout

@@ -451,7 +451,7 @@ class RootfsBuilder:
         finally:
             os.close(pfd)
 
-    def setup_console(self, slave_path: str) -> None:
+    def setup_console(self, slave: int) -> None:
         """Bind the pty slave onto /dev/console, never through a symlink (CVE-2025-52565): a
         symlink the image has there is replaced by a regular file (unless /dev is bound from
         elsewhere: then it is an error, we do not unlink what is not ours), and the bind goes
@@ -477,7 +477,8 @@ class RootfsBuilder:
             mode = os.fstat(fd).st_mode
             if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
                 raise OSError(errno.EEXIST, "/dev/console is a symlink or a directory")
-            lsys.mount(slave_path, paths.fd_path(fd), None, lsys.MS_BIND)
+            # (on fds: after pivot_root a /proc/self/fd path is the container's to redirect)
+            os.close(_attach(lsys.clone_tree(slave, recursive=False), fd))
         finally:
             os.close(fd)
 
@@ -571,21 +572,24 @@ class RootfsBuilder:
             for fd, _, _ in todo:
                 os.close(fd)
 
+    # After pivot_root "/proc/self/fd/N" would be resolved in the container's /proc, where the
+    # config may have mounted anything (a directory of symlinks over /proc/1/fd: the mask or
+    # the read-only bind lands elsewhere, and /proc/sysrq-trigger or /proc/sys stays open,
+    # CVE-2025-31133 class). So these mounts are made on fds alone: open_tree, fsmount,
+    # move_mount and mount_setattr take no path.
     def _readonly(self, path: str) -> None:
         try:
             fd = paths.open_in_root(self.rootfd, path)
         except FileNotFoundError:
             return
         try:
-            target = paths.fd_path(fd)
-            lsys.mount(target, target, None, lsys.MS_BIND | lsys.MS_REC)
-            top = paths.open_in_root(self.rootfd, path)  # the new mount's root, not the fd's
-            try:
-                t = paths.fd_path(top)
-                lsys.mount(None, t, None, lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY
-                           | lsys.MS_REC | _locked_flags(t))
-            finally:
-                os.close(top)
+            tree = lsys.clone_tree(fd, recursive=True)
+            try:  # only the top mount read-only, as runc's bind + remount
+                lsys.mount_setattr(tree, MOUNT_ATTR_RDONLY, 0, recursive=False)
+            except BaseException:
+                os.close(tree)
+                raise
+            os.close(_attach(tree, fd))
         except OSError as e:
             raise RuntimeFailure(f"config.json: linux.readonlyPaths: {path}: {e.strerror or e}") from None
         finally:
@@ -597,11 +601,11 @@ class RootfsBuilder:
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
-            target = paths.fd_path(fd)
             if paths.is_dir_fd(fd):
-                lsys.mount("tmpfs", target, "tmpfs", lsys.MS_RDONLY)
+                tree = lsys.new_mount("tmpfs", {"source": "tmpfs"}, MOUNT_ATTR_RDONLY)
             else:
-                lsys.mount(paths.fd_path(self._dev_null()), target, None, lsys.MS_BIND)
+                tree = lsys.clone_tree(self._dev_null(), recursive=False)
+            os.close(_attach(tree, fd))
         except OSError as e:
             raise RuntimeFailure(f"config.json: linux.maskedPaths: {path}: {e.strerror or e}") from None
         finally:
