@@ -247,3 +247,18 @@ def test_masks_and_read_only_paths_not_redirected_through_proc_fd(runp, bundle, 
     p = runp("run", "-b", str(bundle.path), cid, check=False)
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode().split() == ["end"], p.stdout
+
+
+def test_seccomp_profile_without_execveat_still_runs(runp, bundle, cid):
+    """A profile that allows execve but not execveat (nor faccessat2), as a hand-written
+    allow-list may: the process still runs (runp falls back to execve of the path, what runc
+    does anyway), a script included."""
+    (bundle.rootfs / "script").write_text("#!/bin/sh\necho RAN $0\n")
+    (bundle.rootfs / "script").chmod(0o755)
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["execveat", "faccessat2"], "action": "SCMP_ACT_ERRNO",
+                      "errnoRet": 1}]}
+    bundle.set_args("/script")
+    p = runp("run", "-b", str(bundle.path), cid, check=False)
+    assert (p.returncode, p.stdout) == (0, b"RAN /script\n"), p.stderr
