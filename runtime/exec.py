@@ -570,4 +570,4 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
             pipe.send("error", msg)
         except OSError:
             pass
-    cproc.exec_process(prepared, slave, npass, keep={fd}, report=report)
+    cproc.exec_process(prepared, slave, npass, keep={fd}, report=report, by_fd=True)

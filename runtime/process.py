@@ -233,10 +233,12 @@ def switch_user(proc: Process) -> None:
 
 
 def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
-                 keep: set[int] | frozenset[int] = frozenset(), report=None) -> None:
+                 keep: set[int] | frozenset[int] = frozenset(), report=None,
+                 by_fd: bool = False) -> None:
     """Drop privileges and exec; runs after `start`. Never returns.
     `keep`: close-on-exec fds that stay open until the exec (runp exec's pipe); `report` is
-    called with the message if execve itself fails."""
+    called with the message if execve itself fails; `by_fd`: run the checked file itself
+    (Program.exec), for `runp exec`, where a process in the container may race the check."""
     from .linux import capabilities
     from .linux import sys as lsys
 
@@ -291,7 +293,10 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
     try:
         if isinstance(program, OSError):
             raise program
-        program.exec(dict(e.split("=", 1) for e in p.env), p.path, p.args, seccomp_on)
+        env = dict(e.split("=", 1) for e in p.env)
+        if by_fd:
+            program.exec(env, seccomp_on)
+        os.execve(p.path, p.args, env)
     except OSError as e:
         msg = f"runp: exec {p.args[0]}: {e.strerror}"
         if report is not None:
@@ -314,19 +319,26 @@ class Program:
     have made. A path checked and then handed to execve could be swapped in between by a
     process already in the container (`runp exec`); an fd cannot. Running the final binary
     ourselves, rather than the script's fd, keeps the script's own path in argv (the kernel
-    would pass "/dev/fd/N", and needs that fd left open into the container)."""
+    would pass "/dev/fd/N", and needs that fd left open into the container).
+
+    The price: the kernel names the process (comm) after the file's own name, not the name it
+    was called by: "busybox", not "sleep" for /bin/sleep -> busybox. So only `runp exec` runs
+    by fd. The init's process is checked the same way and then run by path, as runc does:
+    nothing of the container runs yet that could swap it (only a second container sharing a
+    mount with it, which the CVE-2025-52881 class needs anyway)."""
 
     def __init__(self, fd: int, argv: list[str], scripts: list[int]) -> None:
         self.fd = fd
         self.argv = argv
         self.scripts = scripts  # fds of the #! scripts on the way, to check for exec permission
 
-    def exec(self, env: dict[str, str], path: str, args: list[str], seccomp_on: bool) -> None:
-        """execveat the binary, as the final user (after the privilege drop). Raises OSError."""
+    def exec(self, env: dict[str, str], seccomp_on: bool) -> None:
+        """execveat the binary, as the final user (after the privilege drop). Raises OSError,
+        or returns where a seccomp profile forbids execveat: the caller execs the path then."""
         import errno
         from .linux import sys as lsys
         for fd in self.scripts:  # what binfmt_script's open of each script checks
-            if not lsys.may_exec(fd) and lsys.get_errno() == errno.EACCES:
+            if lsys.exec_denied(fd):
                 raise OSError(errno.EACCES, os.strerror(errno.EACCES))
         try:
             os.execve(self.fd, self.argv, env)
@@ -334,7 +346,6 @@ class Program:
             # a seccomp profile that allows execve but not execveat: what runc would do
             if not (seccomp_on and e.errno in (errno.EPERM, errno.ENOSYS)):
                 raise
-        os.execve(path, args, env)
 
 
 SCRIPT_DEPTH = 5  # binfmt_script nests this deep (BINPRM_MAX_RECURSION), then ELOOP

@@ -201,7 +201,9 @@ def test_exec_check_cannot_be_raced_by_the_container(runp, bundle, cid):
 def test_exec_of_scripts_keeps_argv_and_fds(runp, bundle, cid):
     """Running the checked binary through its fd must not change what a script sees: $0 is
     the script's path (the kernel would say /dev/fd/N), the #! argument comes through, and no
-    fd of runp's reaches it; an unexecutable script is refused as execve would."""
+    fd of runp's reaches it; an unexecutable script is refused as execve would. The name the
+    kernel gives the process is the file's own: "busybox" for sleep -> busybox (runc:
+    "sleep"); the container's init keeps runc's name (it is run by path)."""
     r = bundle.rootfs
     (r / "bin" / "show").write_text("#!/bin/sh -e\necho \"$0|$*\"; ls /proc/self/fd\n")
     (r / "bin" / "show").chmod(0o755)
@@ -218,6 +220,8 @@ def test_exec_of_scripts_keeps_argv_and_fds(runp, bundle, cid):
         assert p.stdout.decode().splitlines()[0] == "/bin/show|/bin/nested x"
         p = runp("exec", cid, "/noexec", check=False)
         assert p.returncode != 0 and b"permission denied" in p.stderr.lower(), p.stderr
+        assert runp("exec", cid, "cat", "/proc/1/comm").stdout == b"sleep\n"
+        assert runp("exec", cid, "cat", "/proc/self/comm").stdout == b"busybox\n"
     finally:
         runp("delete", "--force", cid)
 
@@ -251,14 +255,18 @@ def test_masks_and_read_only_paths_not_redirected_through_proc_fd(runp, bundle, 
 
 def test_seccomp_profile_without_execveat_still_runs(runp, bundle, cid):
     """A profile that allows execve but not execveat (nor faccessat2), as a hand-written
-    allow-list may: the process still runs (runp falls back to execve of the path, what runc
-    does anyway), a script included."""
+    allow-list may: `runp exec` still runs the process (it falls back to execve of the path,
+    what runc does anyway), a script included."""
     (bundle.rootfs / "script").write_text("#!/bin/sh\necho RAN $0\n")
     (bundle.rootfs / "script").chmod(0o755)
     bundle.config["linux"]["seccomp"] = {
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["execveat", "faccessat2"], "action": "SCMP_ACT_ERRNO",
                       "errnoRet": 1}]}
-    bundle.set_args("/script")
-    p = runp("run", "-b", str(bundle.path), cid, check=False)
-    assert (p.returncode, p.stdout) == (0, b"RAN /script\n"), p.stderr
+    bundle.set_args("sleep", "100")
+    runp("run", "-d", "-b", str(bundle.path), cid)
+    try:
+        p = runp("exec", cid, "/script", check=False)
+        assert (p.returncode, p.stdout) == (0, b"RAN /script\n"), p.stderr
+    finally:
+        runp("delete", "--force", cid)

@@ -240,10 +240,12 @@ def new_mount(fstype: str, options: dict[str, str], attrs: int = 0) -> int:
         os.close(ctx)
 
 
-def may_exec(fd: int) -> bool:
-    """Whether our effective ids may execute the file behind `fd` (faccessat2 X_OK, which also
-    says no on a noexec mount), as execve would decide for it."""
-    return syscall(SYS_faccessat2, fd, b"", os.X_OK, AT_EMPTY_PATH | AT_EACCESS) == 0
+def exec_denied(fd: int) -> bool:
+    """Whether execve would refuse our effective ids the file behind `fd` (faccessat2 X_OK
+    says EACCES, a noexec mount included). Any other failure (ENOSYS, a seccomp profile
+    without faccessat2) is no answer: False, and execve decides."""
+    return syscall(SYS_faccessat2, fd, b"", os.X_OK, AT_EMPTY_PATH | AT_EACCESS) == -1 \
+        and get_errno() == 13  # EACCES
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
