@@ -453,6 +453,10 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
         _reset_signals()
         keep = {pipe.sock.fileno(), console_fd} | set(range(3, 3 + npass))
         lsys.close_range_from(3, {k for k in keep if k >= 0})
+        # our procfs root, from the host's side: the process uses it inside the container,
+        # where the container's /proc may have anything mounted on it (linux/procfs.py)
+        from .linux import procfs
+        procfs.root()
         join_namespaces(c.state.pid, c.state.start_time, c.state.namespaces)
         pid = os.fork()
         if pid == 0:
@@ -566,4 +570,4 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
             pipe.send("error", msg)
         except OSError:
             pass
-    cproc.exec_process(prepared, slave, npass, keep={fd}, report=report)
+    cproc.exec_process(prepared, slave, npass, keep={fd}, report=report, by_fd=True)

@@ -404,6 +404,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     proc = spec.process
     lsys.prctl(lsys.PR_SET_NAME, b"runp:[2:INIT]")  # "runp:[2:INIT]" in ps, as runc's init
     os.setsid()
+    from .linux import procfs
+    procfs.root()  # now, before any of the container's mounts exist (linux/procfs.py)
+    log.debug(f"procfs root: {procfs.how}")
     if not opts.no_new_keyring:
         namespaces.new_session_keyring(spec.bundle)
     if opts.cgroup_early:

@@ -91,13 +91,22 @@ def mask(caps: frozenset[int] | set[int]) -> int:
     return m
 
 
+_LAST_CAP: int | None = None
+
+
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAPS.values())
+    """The highest capability number this kernel knows (read once per process). Read below
+    our own procfs: a file mounted over the container's /proc/sys/kernel/cap_last_cap could
+    otherwise make runp believe in fewer capabilities, and leave the others in the bounding
+    set."""
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        from . import procfs
+        try:
+            _LAST_CAP = int(procfs.read("sys/kernel/cap_last_cap"))
+        except OSError:
+            _LAST_CAP = max(CAPS.values())
+    return _LAST_CAP
 
 
 def host_bounding() -> int:
