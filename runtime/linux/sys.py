@@ -86,6 +86,7 @@ SYS_close_range = 436
 SYS_open_tree = 428
 SYS_move_mount = 429
 SYS_mount_setattr = 442
+SYS_set_mempolicy = 238  # (x86_64; linux/mempolicy.py)
 
 # open_tree(2), move_mount(2), mount_setattr(2)
 AT_FDCWD = -100

@@ -1,0 +1,174 @@
+"""runtime-spec 1.3 fields runp used to read without applying: linux.memoryPolicy,
+process.execCPUAffinity, process.scheduler/ioPriority and linux.personality for `runp exec`,
+linux.netDevices and linux.intelRdt. Each is observed from inside a real container, or refused
+with its JSON path (exit 1, nothing left behind)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import new_id
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def _run(runp, bundle, cid, *args, check=True):
+    bundle.set_args(*args)
+    return runp("run", "--bundle", str(bundle.path), cid, check=check)
+
+
+def _created_and_exec(runp, bundle, cid, *args, process=None, check=True):
+    """Create a container that sleeps, exec `args` in it (or the --process document)."""
+    bundle.set_args("sleep", "1000")
+    runp("create", "--bundle", str(bundle.path), cid)
+    runp("start", cid)
+    if process is not None:
+        pf = bundle.path / "process.json"
+        pf.write_text(json.dumps(process))
+        return runp("exec", "--process", str(pf), cid, check=check)
+    return runp("exec", cid, *args, check=check)
+
+
+def _error_line(p) -> str:
+    lines = p.stderr.decode().strip().splitlines()
+    assert lines, p
+    return lines[-1]
+
+
+def _assert_nothing_left(runp, cid):
+    assert cid not in runp.ids()
+    assert not (runp.root / cid).exists()
+
+
+# --- linux.memoryPolicy --------------------------------------------------------------------------
+
+def test_memory_policy_applied_to_init_and_exec(runp, bundle, cid):
+    """set_mempolicy before exec: numa_maps shows the task's policy on every mapping, in the
+    container's process and in one `runp exec` starts."""
+    bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_BIND", "nodes": "0"}
+    out = _run(runp, bundle, cid, "head", "-1", "/proc/self/numa_maps").stdout.decode()
+    assert " bind:0 " in out, out
+    bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_INTERLEAVE", "nodes": "0",
+                                              "flags": ["MPOL_F_STATIC_NODES"]}
+    bundle.write()
+    cid2 = new_id()
+    out = _created_and_exec(runp, bundle, cid2, "head", "-1", "/proc/self/numa_maps").stdout.decode()
+    assert " interleave=static:0 " in out, out
+    out = runp("exec", cid2, "cat", "/proc/1/numa_maps").stdout.decode()
+    assert " interleave=static:0 " in out.splitlines()[0]
+    runp("delete", "-f", cid2)
+
+
+def test_memory_policy_local_and_default(runp, bundle, cid):
+    bundle.config["linux"]["memoryPolicy"] = {"mode": "MPOL_LOCAL"}
+    out = _run(runp, bundle, cid, "head", "-1", "/proc/self/numa_maps").stdout.decode()
+    assert " local " in out, out
+
+
+@pytest.mark.parametrize("policy, path, words", [
+    ({"mode": "MPOL_BIND", "nodes": "0,7"}, "linux.memoryPolicy.nodes", "node 7 does not exist"),
+    ({"mode": "MPOL_ALL"}, "linux.memoryPolicy.mode", 'unknown mode "MPOL_ALL"'),
+    ({"mode": "MPOL_BIND"}, "linux.memoryPolicy.nodes", "needs at least one node"),
+    ({"mode": "MPOL_LOCAL", "nodes": "0"}, "linux.memoryPolicy.nodes", "takes no nodes"),
+    ({"mode": "MPOL_BIND", "nodes": "0-x"}, "linux.memoryPolicy.nodes", "invalid node list"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"]},
+     "linux.memoryPolicy.flags", "exclude each other"),
+    ({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NONE"]},
+     "linux.memoryPolicy.flags[0]", 'unknown flag "MPOL_F_NONE"'),
+    # the kernel's own refusal (NUMA balancing is for MPOL_BIND/PREFERRED_MANY only) names it too
+    ({"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]},
+     "linux.memoryPolicy", "Invalid argument"),
+])
+def test_memory_policy_refused(runp, bundle, cid, policy, path, words):
+    bundle.config["linux"]["memoryPolicy"] = policy
+    p = _run(runp, bundle, cid, "true", check=False)
+    assert p.returncode == 1
+    line = _error_line(p)
+    assert line.startswith(f"config.json: {path}: ") or f"config.json: {path}: " in line, line
+    assert words in line
+    _assert_nothing_left(runp, cid)
+
+
+# --- process.execCPUAffinity, and exec applying what the init applies -----------------------------
+
+def _cpus_allowed(text: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in text.splitlines()
+                if line.startswith("Cpus_allowed_list:"))
+
+
+needs_two_cpus = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs")
+
+
+@needs_two_cpus
+def test_exec_cpu_affinity_final(runp, bundle, cid):
+    """initial while runp's process joins the cgroup, final after: the process runs on final;
+    the container's init is not affected (config.md: not applicable to the init)."""
+    bundle.config["process"]["execCPUAffinity"] = {"initial": "0", "final": "1"}
+    out = _created_and_exec(runp, bundle, cid, "cat", "/proc/self/status").stdout.decode()
+    assert _cpus_allowed(out) == "1"
+    init = runp("exec", cid, "cat", "/proc/1/status").stdout.decode()
+    assert _cpus_allowed(init) == "0-1"
+
+
+@needs_two_cpus
+def test_exec_cpu_affinity_initial_only(runp, bundle, cid):
+    """Without final the runtime leaves the affinity to the kernel after the cgroup join: the
+    initial one, as the container's cpuset allows all CPUs."""
+    bundle.config["process"]["execCPUAffinity"] = {"initial": "1"}
+    out = _created_and_exec(runp, bundle, cid, "cat", "/proc/self/status").stdout.decode()
+    assert _cpus_allowed(out) == "1"
+
+
+def test_exec_cpu_affinity_refused(runp, bundle, cid):
+    bundle.config["process"]["execCPUAffinity"] = {"initial": "0", "final": "1-0"}
+    bundle.write()
+    p = runp("create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1
+    assert _error_line(p) == ('config.json: process.execCPUAffinity.final: invalid CPU range '
+                              '"1-0" in "1-0"')
+    _assert_nothing_left(runp, cid)
+    # a CPU this machine does not have: sched_setaffinity refuses it, exec fails (255)
+    bundle.config["process"]["execCPUAffinity"] = {"final": "1000"}
+    p = _created_and_exec(runp, bundle, cid, "true", check=False)
+    assert p.returncode == 255
+    assert "config.json: process.execCPUAffinity.final: sched_setaffinity: Invalid argument" \
+        in _error_line(p)
+
+
+def _sched_fields(stat: str) -> tuple[int, int]:
+    """(rt_priority, policy) from /proc/<pid>/stat (fields 40 and 41)."""
+    rest = stat[stat.rfind(")") + 2:].split()
+    return int(rest[37]), int(rest[38])
+
+
+def test_exec_applies_scheduler_ioprio_personality(runp, bundle, cid):
+    """`runp exec` sets process.scheduler, process.ioPriority and linux.personality on its
+    process as the container init does: seen from inside."""
+    bundle.config["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+    bundle.config["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+    bundle.config["linux"]["personality"] = {"domain": "LINUX32"}
+    script = "cat /proc/self/stat; busybox ionice -p $$; uname -m"
+    out = _created_and_exec(runp, bundle, cid, "sh", "-c", script).stdout.decode().splitlines()
+    assert _sched_fields(out[0]) == (0, 3)  # SCHED_BATCH
+    assert out[0].split()[18] == "5"  # nice
+    assert out[1].strip() == "idle", out  # (busybox prints no level for the idle class)
+    assert out[2] == "i686"
+
+
+def test_exec_process_file_scheduler(runp, bundle, cid):
+    """--process: its own scheduler is applied; an invalid one names the --process file."""
+    proc = {"args": ["cat", "/proc/self/stat"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "scheduler": {"policy": "SCHED_IDLE"}, "ioPriority": {"class": "IOPRIO_CLASS_BE",
+                                                                  "priority": 6}}
+    out = _created_and_exec(runp, bundle, cid, process=proc).stdout.decode()
+    assert _sched_fields(out) == (0, 5)  # SCHED_IDLE
+    proc["scheduler"] = {"policy": "SCHED_FIFO", "priority": 100}
+    pf = bundle.path / "process.json"
+    pf.write_text(json.dumps(proc))
+    p = runp("exec", "--process", str(pf), cid, check=False)
+    assert p.returncode == 255
+    assert f"{pf}: process.scheduler.priority: must be an integer from 0 to 99" in _error_line(p)
