@@ -50,6 +50,8 @@ class Creator:
         self.socks: list = []  # our ends of the init pipe and console socketpair
         self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
         self.dir_made = False  # the state dir is ours to remove (not another container's)
+        self.netns_fd = -1  # the container's network namespace, while devices may go back
+        self.netdevs: list = []  # linux.netdevices.Moved: devices moved in (linux.netDevices)
         from .rootless import rootless_cgroups
         self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
@@ -218,7 +220,7 @@ class Creator:
     def _handshake(self, pipe) -> None:
         from .linux import namespaces
         lx = self.spec.linux
-        cgroup_wanted = False
+        cgroup_wanted = netdevs_wanted = False
         while True:
             kind, payload = pipe.recv()
             if kind == "idmap":
@@ -231,6 +233,15 @@ class Creator:
                 if cgroup_wanted:
                     self._join_cgroup()
                     _ok(pipe)
+                if netdevs_wanted:
+                    self._move_netdevs()
+                    _ok(pipe)
+            elif kind == "netdevices":  # the init is in its network namespace
+                if self.init_pid:
+                    self._move_netdevs()
+                    _ok(pipe)
+                else:
+                    netdevs_wanted = True
             elif kind == "cgroup":
                 if self.init_pid:
                     self._join_cgroup()
@@ -257,6 +268,15 @@ class Creator:
                 raise RuntimeFailure(payload)
             elif kind == "eof":
                 raise RuntimeFailure("container init exited during setup")
+
+    def _move_netdevs(self) -> None:
+        """linux.netDevices into the init's network namespace, which we keep open until create
+        succeeds: a failed create moves them back (an init that died would take a virtual
+        device with its namespace)."""
+        from .linux import netdevices
+        self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        log.phase("net devices")
 
     def _send_seccomp_fd(self, pipe) -> None:
         """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
@@ -296,6 +316,9 @@ class Creator:
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
         self.c._state = st
+        if self.netns_fd >= 0:  # the devices are the container's now (config-linux.md)
+            os.close(self.netns_fd)
+            self.netns_fd = -1
         for fd in self.fds:
             os.close(fd)
         self.fds = []
@@ -315,6 +338,8 @@ class Creator:
         if self.c.console_master is not None:
             os.close(self.c.console_master)
             self.c.console_master = None
+        if self.netns_fd >= 0:
+            self._move_netdevs_back()
         for pid in (self.stage1, self.init_pid):
             if pid:
                 try:
@@ -344,6 +369,15 @@ class Creator:
                 log.warning(f"remove cgroup: {e}")
         self.c.dir.remove()
         self.c.dir.unlock()
+
+    def _move_netdevs_back(self) -> None:
+        from .linux import netdevices
+        try:
+            for problem in netdevices.move_back(self.netns_fd, self.netdevs):
+                log.warning(problem)
+        finally:
+            os.close(self.netns_fd)
+            self.netns_fd = -1
 
 
 def cgroup_owner(spec: spec_mod.Spec) -> int | None:

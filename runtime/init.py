@@ -402,6 +402,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         opts.cgroup_mounter = lambda *a: (in_cgroup(True), mounter(*a))
     if namespaces.wants_new(lx.namespaces, "network"):
         namespaces.loopback_up()
+    if lx.net_devices:  # the parent moves them into our network namespace (netdevices.py)
+        pipe.call("netdevices")
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
     # on a bind of root.path in that namespace (detached again by `delete`), and entered by chroot.
     mount_ns = lx.namespace("mount") is not None

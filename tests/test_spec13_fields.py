@@ -172,3 +172,153 @@ def test_exec_process_file_scheduler(runp, bundle, cid):
     p = runp("exec", "--process", str(pf), cid, check=False)
     assert p.returncode == 255
     assert f"{pf}: process.scheduler.priority: must be an integer from 0 to 99" in _error_line(p)
+
+
+# --- linux.netDevices ------------------------------------------------------------------------------
+
+def _ip(*args: str, check: bool = True) -> str:
+    p = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+    if check and p.returncode:
+        raise AssertionError(f"ip {' '.join(args)}: {p.stderr}")
+    return p.stdout if p.returncode == 0 else ""
+
+
+@pytest.fixture
+def veth():
+    """A veth pair on the host, its first end with an IPv4 and an IPv6 address and up; removed
+    at the end, pass or fail (wherever the test left it: deleting an end deletes both)."""
+    made = []
+
+    def make() -> tuple[str, str]:
+        tag = os.urandom(4).hex()
+        a, b = f"rpa{tag}", f"rpb{tag}"
+        _ip("link", "add", a, "type", "veth", "peer", "name", b)
+        made.append(b)
+        _ip("addr", "add", "10.213.7.1/24", "dev", a)
+        _ip("addr", "add", "fd00:213:7::1/64", "dev", a, "nodad")
+        _ip("link", "set", a, "up")
+        return a, b
+    yield make
+    for b in made:
+        _ip("link", "del", b, check=False)
+
+
+def _host_view(name: str) -> tuple[bool, set[str]]:
+    """(up, {"10.213.7.1/24", "fd00:213:7::1/64"}): what the tests check of a host device."""
+    out = _ip("-o", "addr", "show", "dev", name)
+    addrs = {w[w.index("inet") + 1] if "inet" in w else w[w.index("inet6") + 1]
+             for w in (line.split() for line in out.splitlines())}
+    flags = _ip("-o", "link", "show", name).split("<", 1)[1].split(">", 1)[0].split(",")
+    return "UP" in flags, {a for a in addrs if not a.startswith("fe80")}
+
+
+KEPT = {"10.213.7.1/24", "fd00:213:7::1/64"}
+
+
+def _netns_bundle(bundle, devices: dict) -> None:
+    bundle.config["linux"]["netDevices"] = devices
+    bundle.config["process"]["args"] = ["sleep", "1000"]
+    bundle.write()
+
+
+def test_netdevice_moved_renamed_kept_addresses(runp, bundle, cid, veth):
+    """Moved into the container's namespace under its new name, with its permanent global
+    addresses (IPv4 and IPv6) and up; gone from the host. On delete runp does not move it
+    back (config-linux.md MUST NOT): the kernel destroys a virtual device with its
+    namespace, and so both ends of the veth pair."""
+    a, b = veth()
+    _netns_bundle(bundle, {a: {"name": "ctr0"}})
+    runp("create", "--bundle", str(bundle.path), cid)
+    assert not _ip("link", "show", a, check=False)
+    out = runp("exec", cid, "ip", "-o", "addr", "show", "dev", "ctr0").stdout.decode()
+    assert "inet 10.213.7.1/24" in out and "inet6 fd00:213:7::1/64" in out, out
+    link = runp("exec", cid, "ip", "-o", "link", "show", "ctr0").stdout.decode()
+    assert "UP" in link.split("<", 1)[1].split(">", 1)[0].split(","), link
+    runp("delete", "-f", cid)
+    import time
+    deadline = time.monotonic() + 20
+    while _ip("link", "show", b, check=False) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the kernel frees a network namespace in a work queue
+    assert not _ip("link", "show", b, check=False)
+
+
+def test_netdevice_default_name_and_template(runp, bundle, cid, veth):
+    (a, _), (c, _) = veth(), veth()
+    _netns_bundle(bundle, {a: {}, c: {"name": "net%d"}})
+    runp("create", "--bundle", str(bundle.path), cid)
+    names = runp("exec", cid, "ls", "/sys/class/net").stdout.decode().split()
+    assert sorted(names) == sorted([a, "lo", "net0"])
+
+
+def _assert_back_on_host(name: str) -> None:
+    assert _host_view(name) == (True, KEPT)
+
+
+def test_netdevice_missing(runp, bundle, cid, veth):
+    a, _ = veth()
+    _netns_bundle(bundle, {a: {"name": "ctr0"}, "rpnosuchdev": {}})
+    p = runp("create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1
+    assert _error_line(p) == ("config.json: linux.netDevices.rpnosuchdev: no such network "
+                              "device in the runtime's namespace")
+    _assert_nothing_left(runp, cid)
+    _assert_back_on_host(a)  # moved first, then moved back with what it had
+
+
+def test_netdevice_name_clash_inside(runp, bundle, cid, veth):
+    (a, _), (c, _) = veth(), veth()
+    _netns_bundle(bundle, {a: {"name": "ctr0"}, c: {"name": "lo"}})
+    p = runp("create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1
+    assert _error_line(p) == (f'config.json: linux.netDevices.{c}: a device named "lo" exists '
+                              "in the container's network namespace")
+    _assert_nothing_left(runp, cid)
+    _assert_back_on_host(a)
+    _assert_back_on_host(c)
+
+
+def test_netdevice_back_on_host_after_a_later_failure(runp, bundle, cid, veth):
+    """The container init fails after the move (a mount): the device is back on the host,
+    not destroyed with the namespace."""
+    a, _ = veth()
+    bundle.config["mounts"].append({"destination": "/x", "type": "bind",
+                                    "source": "/nonexistent-runp-src", "options": ["bind"]})
+    _netns_bundle(bundle, {a: {"name": "ctr0"}})
+    p = runp("create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1
+    assert "/nonexistent-runp-src" in _error_line(p)
+    _assert_nothing_left(runp, cid)
+    _assert_back_on_host(a)
+
+
+def test_netdevice_needs_network_namespace(runp, bundle, cid, veth):
+    a, _ = veth()
+    bundle.config["linux"]["namespaces"] = [ns for ns in bundle.config["linux"]["namespaces"]
+                                            if ns["type"] != "network"]
+    _netns_bundle(bundle, {a: {}})
+    p = runp("create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1
+    assert _error_line(p) == ("config.json: linux.netDevices: moving network devices requires "
+                              "a network namespace (the container shares the runtime's)")
+    _assert_nothing_left(runp, cid)
+    _assert_back_on_host(a)
+
+
+@pytest.mark.parametrize("devices, path", [
+    ({"a/b": {}}, "linux.netDevices.a/b"),
+    ({"eth%d": {}}, "linux.netDevices.eth%d"),
+    ({"rpx": {"name": "x" * 16}}, "linux.netDevices.rpx.name"),
+    ({"rpx": {"name": "."}}, "linux.netDevices.rpx.name"),
+    ({"rpx": {"name": "a b"}}, "linux.netDevices.rpx.name"),
+    ({"rpx": {"name": "a:b"}}, "linux.netDevices.rpx.name"),
+    ({"rpx": {"name": "net%s"}}, "linux.netDevices.rpx.name"),
+    ({"rpx": {"name": "c0"}, "rpy": {"name": "c0"}}, "linux.netDevices"),
+])
+def test_netdevice_names_refused(runp, bundle, cid, devices, path):
+    """The kernel's dev_valid_name() rules (1-15 bytes, not . or .., no / : or space), a "%d"
+    template only for the name inside, no two devices with one name."""
+    _netns_bundle(bundle, devices)
+    p = runp("create", "--bundle", str(bundle.path), cid, check=False)
+    assert p.returncode == 1
+    assert _error_line(p).startswith(f"config.json: {path}: "), _error_line(p)
+    _assert_nothing_left(runp, cid)
