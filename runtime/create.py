@@ -52,6 +52,7 @@ class Creator:
         self.dir_made = False  # the state dir is ours to remove (not another container's)
         self.netns_fd = -1  # the container's network namespace, while devices may go back
         self.netdevs: list = []  # linux.netdevices.Moved: devices moved in (linux.netDevices)
+        self.rdt: dict | None = None  # the resctrl group (linux.intelRdt), see intelrdt.apply
         from .rootless import rootless_cgroups
         self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
@@ -84,6 +85,9 @@ class Creator:
         log.phase("cgroups")
         self._handshake(pipe)
         log.phase("handshake")
+        if self.spec.linux.intel_rdt is not None:  # before start: the process runs in it
+            from .linux import intelrdt
+            self.rdt = intelrdt.apply(self.spec.linux.intel_rdt, self.c.id, self.init_pid)
         self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
@@ -308,6 +312,8 @@ class Creator:
                    extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path),
                           "hooks": sorted(k for k, v in spec.hooks.items() if v),
                           "has_process": spec.process is not None})
+        if self.rdt is not None:
+            st.extra["intel_rdt"] = self.rdt
         if self.host_ns_root is not None:  # the bind the init made; delete detaches it
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
@@ -340,6 +346,12 @@ class Creator:
             self.c.console_master = None
         if self.netns_fd >= 0:
             self._move_netdevs_back()
+        if self.rdt is not None:
+            from .linux import intelrdt
+            try:
+                intelrdt.remove(self.rdt)
+            except OSError as e:
+                log.warning(f"remove resctrl group: {e}")
         for pid in (self.stage1, self.init_pid):
             if pid:
                 try:

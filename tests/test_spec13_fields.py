@@ -322,3 +322,151 @@ def test_netdevice_names_refused(runp, bundle, cid, devices, path):
     assert p.returncode == 1
     assert _error_line(p).startswith(f"config.json: {path}: "), _error_line(p)
     _assert_nothing_left(runp, cid)
+
+
+# --- linux.intelRdt --------------------------------------------------------------------------------
+
+def _resctrl_mounted() -> bool:
+    return any(line.split(" - ", 1)[1].startswith("resctrl ")
+               for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+@pytest.mark.skipif(_resctrl_mounted(), reason="this host has resctrl mounted")
+def test_intel_rdt_refused_without_resctrl(runp, bundle, cid):
+    """config-linux.md: no resctrl mounted in the runtime's namespace MUST be an error."""
+    bundle.config["linux"]["intelRdt"] = {"closID": "guaranteed", "schemata": ["L3:0=7f0"]}
+    p = _run(runp, bundle, cid, "true", check=False)
+    assert p.returncode == 1
+    assert _error_line(p) == ("config.json: linux.intelRdt: no resctrl filesystem is mounted in "
+                              "the runtime's mount namespace (mount -t resctrl resctrl "
+                              "/sys/fs/resctrl)")
+    _assert_nothing_left(runp, cid)
+
+
+@pytest.mark.parametrize("rdt, path", [
+    ({"closID": "../x"}, "linux.intelRdt.closID"),
+    ({"closID": ".."}, "linux.intelRdt.closID"),
+    ({"memBwSchema": "L3:0=20"}, "linux.intelRdt.memBwSchema"),
+    ({"l3CacheSchema": "L3:0=f\nMB:0=20"}, "linux.intelRdt.l3CacheSchema"),
+    ({"schemata": ["L3:0=f", "L2:0=f\n"]}, "linux.intelRdt.schemata[1]"),
+])
+def test_intel_rdt_values_refused(runp, bundle, cid, rdt, path):
+    bundle.config["linux"]["intelRdt"] = rdt
+    p = _run(runp, bundle, cid, "true", check=False)
+    assert p.returncode == 1
+    assert _error_line(p).startswith(f"config.json: {path}: "), _error_line(p)
+    _assert_nothing_left(runp, cid)
+
+
+@pytest.fixture
+def resctrl(tmp_path, monkeypatch):
+    """A directory shaped like a resctrl mount (info/, the default group's schemata and
+    tasks, mon_groups/), where runp's intelrdt module finds resctrl: this host has none (no
+    RDT in its CPU), and resctrl cannot be faked for the runp binary (find_root reads the
+    kernel's mountinfo). So the container is made in-process, through runtime.Container."""
+    from runtime.linux import intelrdt
+    root = tmp_path / "resctrl"
+    for d in ("info/L3", "info/MB", "info/L3_MON", "mon_groups"):
+        (root / d).mkdir(parents=True)
+    (root / "schemata").write_text("    L3:0=7ff\n    MB:0=100\n")
+    (root / "tasks").write_text("")
+    monkeypatch.setattr(intelrdt, "find_root", lambda: str(root))
+    return root
+
+
+def _forget_kernfs_files(group: Path) -> None:
+    """resctrl's files belong to their directory and go with its rmdir; on the stand-in they
+    are ordinary files the test removes (after checking them) so that runp's rmdir works."""
+    for f in ("tasks", "schemata"):
+        (group / f).unlink(missing_ok=True)
+
+
+def test_intel_rdt_group_made_written_updated_removed(tmp_path, bundle, resctrl, runp):
+    from runtime import Container
+    from runtime.update import update
+    bundle.config["linux"]["intelRdt"] = {"l3CacheSchema": "L3:0=7f0", "memBwSchema": "MB:0=20",
+                                          "schemata": ["L2:0=f"]}
+    bundle.set_args("sleep", "1000")
+    root, cid = str(runp.root), new_id()
+    c = Container.create(root, cid, str(bundle.path))
+    try:
+        group = resctrl / cid  # no closID: the container id, made by runp
+        assert (group / "schemata").read_text() == "L3:0=7f0\nMB:0=20\nL2:0=f\n"  # that order
+        assert (group / "tasks").read_text() == str(c.state.pid)
+        update(root, cid, {"l3-cache-schema": "L3:0=ff"}, None)
+        assert (group / "schemata").read_text() == "L3:0=ff\nMB:0=20\nL2:0=f\n"
+        update(root, cid, {"mem-bw-schema": "MB:0=70"}, None)
+        assert (group / "schemata").read_text() == "L3:0=7f0\nMB:0=70\nL2:0=f\n"
+        from runtime.errors import RuntimeFailure
+        with pytest.raises(RuntimeFailure, match="--mem-bw-schema: 'L3:0=1' must start with 'MB:'"):
+            update(root, cid, {"mem-bw-schema": "L3:0=1"}, None)
+        _forget_kernfs_files(group)
+    finally:
+        c.delete(force=True)
+    assert not group.exists()
+    assert sorted(p.name for p in resctrl.iterdir()) == ["info", "mon_groups", "schemata", "tasks"]
+
+
+def test_intel_rdt_existing_group_with_monitoring(tmp_path, bundle, resctrl, runp):
+    """closID without schemata: the pre-made group is joined; enableMonitoring: a MON group
+    named after the container, removed on delete; the closID group stays."""
+    from runtime import Container
+    grp = resctrl / "gold"
+    (grp / "mon_groups").mkdir(parents=True)
+    (grp / "schemata").write_text("    L3:0=0f0\n    MB:0=50\n")
+    bundle.config["linux"]["intelRdt"] = {"closID": "gold", "enableMonitoring": True}
+    bundle.set_args("sleep", "1000")
+    cid = new_id()
+    c = Container.create(str(runp.root), cid, str(bundle.path))
+    try:
+        pid = str(c.state.pid)
+        assert (grp / "tasks").read_text() == pid
+        assert (grp / "mon_groups" / cid / "tasks").read_text() == pid
+        assert (grp / "schemata").read_text() == "    L3:0=0f0\n    MB:0=50\n"  # untouched
+        _forget_kernfs_files(grp / "mon_groups" / cid)
+    finally:
+        c.delete(force=True)
+    assert not (grp / "mon_groups" / cid).exists() and grp.is_dir()
+    # matching schemata (as resctrl reads them back: padded, leading zeros dropped) are fine
+    bundle.config["linux"]["intelRdt"] = {"closID": "gold", "l3CacheSchema": "L3:0=00f0",
+                                          "memBwSchema": "MB:0=50"}
+    bundle.write()
+    c = Container.create(str(runp.root), new_id(), str(bundle.path))
+    c.delete(force=True)
+
+
+@pytest.mark.parametrize("rdt, path, words", [
+    ({"closID": "gold", "l3CacheSchema": "L3:0=ff"}, "linux.intelRdt.l3CacheSchema",
+     'differs: wants "L3:0=ff", has "L3:0=0f0"'),
+    ({"closID": "gold", "schemata": ["MB:0=50", "L2:0=3"]}, "linux.intelRdt.schemata[1]",
+     'wants "L2:0=3", has "L2:"'),
+    ({"closID": "silver"}, "linux.intelRdt.closID", "does not exist"),
+])
+def test_intel_rdt_existing_group_refused(tmp_path, bundle, resctrl, runp, rdt, path, words):
+    """A closID group that exists MUST match the schemata given; one that does not exist
+    MUST exist when none are given. Nothing is left behind."""
+    from runtime import Container
+    from runtime.errors import ConfigError
+    grp = resctrl / "gold"
+    grp.mkdir()
+    (grp / "schemata").write_text("    L3:0=0f0\n    MB:0=50\n")
+    (grp / "tasks").write_text("")
+    bundle.config["linux"]["intelRdt"] = rdt
+    bundle.set_args("sleep", "1000")
+    cid = new_id()
+    with pytest.raises(ConfigError) as e:
+        Container.create(str(runp.root), cid, str(bundle.path))
+    assert e.value.path == path and words in e.value.problem, e.value
+    assert (grp / "tasks").read_text() == ""
+    assert sorted(p.name for p in resctrl.iterdir()) == ["gold", "info", "mon_groups",
+                                                         "schemata", "tasks"]
+    assert not (runp.root / cid).exists()
+
+
+def test_update_rdt_flags_without_intel_rdt(runp, bundle, cid):
+    bundle.set_args("sleep", "1000")
+    runp("create", "--bundle", str(bundle.path), cid)
+    p = runp("update", "--l3-cache-schema", "L3:0=f", cid, check=False)
+    assert p.returncode == 1
+    assert _error_line(p).endswith("updating a non-existent Intel RDT configuration is not "
+                                   "supported (the container has no linux.intelRdt)")
