@@ -382,6 +382,13 @@ class _Exec:
                 msg = f"cannot add process {self.pid} to cgroup {d}: {e.strerror}"
                 pipe.send("error", msg)
                 raise RuntimeFailure(msg) from None
+        if st.extra.get("intel_rdt"):  # the container's resctrl group, as runc does
+            from .linux import intelrdt
+            try:
+                intelrdt.add_task(st.extra["intel_rdt"], self.pid)
+            except RuntimeFailure as e:
+                pipe.send("error", str(e))
+                raise
         log.phase("cgroup join")
         pipe.send("ok")
 

@@ -381,6 +381,17 @@ def _forget_kernfs_files(group: Path) -> None:
         (group / f).unlink(missing_ok=True)
 
 
+def _exec_pid(tmp_path, root: str, cid: str) -> int:
+    """`runp exec -d true` in-process (the resctrl stand-in is in this process); its pid, reaped
+    (it is our child: exec makes its caller the subreaper)."""
+    from runtime.exec import ExecOptions, exec_in
+    pidfile = tmp_path / f"exec-{os.urandom(3).hex()}.pid"
+    assert exec_in(root, cid, ExecOptions(args=["true"], detach=True, pid_file=str(pidfile))) == 0
+    pid = int(pidfile.read_text())
+    os.waitpid(pid, 0)
+    return pid
+
+
 def test_intel_rdt_group_made_written_updated_removed(tmp_path, bundle, resctrl, runp):
     from runtime import Container
     from runtime.update import update
@@ -393,6 +404,7 @@ def test_intel_rdt_group_made_written_updated_removed(tmp_path, bundle, resctrl,
         group = resctrl / cid  # no closID: the container id, made by runp
         assert (group / "schemata").read_text() == "L3:0=7f0\nMB:0=20\nL2:0=f\n"  # that order
         assert (group / "tasks").read_text() == str(c.state.pid)
+        assert _exec_pid(tmp_path, root, cid) == int((group / "tasks").read_text())
         update(root, cid, {"l3-cache-schema": "L3:0=ff"}, None)
         assert (group / "schemata").read_text() == "L3:0=ff\nMB:0=20\nL2:0=f\n"
         update(root, cid, {"mem-bw-schema": "MB:0=70"}, None)
@@ -420,6 +432,9 @@ def test_intel_rdt_existing_group_with_monitoring(tmp_path, bundle, resctrl, run
     c = Container.create(str(runp.root), cid, str(bundle.path))
     try:
         pid = str(c.state.pid)
+        assert (grp / "tasks").read_text() == pid
+        assert (grp / "mon_groups" / cid / "tasks").read_text() == pid
+        pid = str(_exec_pid(tmp_path, str(runp.root), cid))  # runp exec's process too
         assert (grp / "tasks").read_text() == pid
         assert (grp / "mon_groups" / cid / "tasks").read_text() == pid
         assert (grp / "schemata").read_text() == "    L3:0=0f0\n    MB:0=50\n"  # untouched

@@ -124,7 +124,6 @@ def apply(rdt: IntelRdt, container_id: str, pid: int) -> dict:
             _write(root, os.path.join(group, "schemata"), "".join(s + "\n" for _, s in lines), PATH)
         elif lines:
             _compare(group, lines)
-        _write(root, os.path.join(group, "tasks"), str(pid), PATH)
         if rdt.enable_monitoring:
             mon = os.path.join(group, "mon_groups", container_id)
             try:
@@ -133,11 +132,20 @@ def apply(rdt: IntelRdt, container_id: str, pid: int) -> dict:
             except OSError as e:  # (runc accepts one that exists; the spec: MUST error)
                 raise ConfigError(f"{PATH}.enableMonitoring", f"mkdir {mon}: {e.strerror}"
                                   f"{_last_cmd_status(root)}") from None
-            _write(root, os.path.join(mon, "tasks"), str(pid), f"{PATH}.enableMonitoring")
+        add_task(rec, pid)
     except BaseException:
         remove(rec)
         raise
     return rec
+
+
+def add_task(rec: dict, pid: int) -> None:
+    """`pid` into the container's group and its MON group: the init at create, and each
+    process `runp exec` starts (it descends from runp, not from the init; runc does the same
+    for the group)."""
+    for key, path in (("path", PATH), ("mon", f"{PATH}.enableMonitoring")):
+        if rec.get(key):
+            _write(rec["root"], os.path.join(rec[key], "tasks"), str(pid), path)
 
 
 def remove(rec: dict) -> None:
