@@ -250,6 +250,42 @@ def test_netdevice_default_name_and_template(runp, bundle, cid, veth):
     assert sorted(names) == sorted([a, "lo", "net0"])
 
 
+def test_netdevice_user_namespace(runp, bundle, cid, veth):
+    """With a user namespace the init comes from stage 1, which may report its pid after the
+    init asked for the move: the parent answers once it knows the pid."""
+    from conftest import make_traversable
+    a, _ = veth()
+    make_traversable(bundle.rootfs)
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": 200000, "size": 65536}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    _netns_bundle(bundle, {a: {"name": "eth0"}})
+    runp("create", "--bundle", str(bundle.path), cid)
+    out = runp("exec", cid, "ip", "-o", "addr", "show", "dev", "eth0").stdout.decode()
+    assert "inet 10.213.7.1/24" in out and "inet6 fd00:213:7::1/64" in out, out
+
+
+def test_netdevice_joined_namespace_stays_there(runp, bundle, cid, veth):
+    """Into a network namespace joined by path (as runc); on delete the device stays in it
+    (config-linux.md: the runtime MUST NOT move it out): it is the namespace owner's."""
+    a, _ = veth()
+    ns = f"rpns{os.urandom(4).hex()}"
+    _ip("netns", "add", ns)
+    try:
+        lx = bundle.config["linux"]
+        lx["namespaces"] = [n for n in lx["namespaces"] if n["type"] != "network"] + [
+            {"type": "network", "path": f"/run/netns/{ns}"}]
+        _netns_bundle(bundle, {a: {"name": "ctr1"}})
+        runp("create", "--bundle", str(bundle.path), cid)
+        runp("delete", "-f", cid)
+        out = _ip("-n", ns, "-o", "addr", "show", "dev", "ctr1")
+        assert "inet 10.213.7.1/24" in out and "inet6 fd00:213:7::1/64" in out, out
+        assert not _ip("link", "show", a, check=False)
+    finally:
+        _ip("netns", "del", ns, check=False)
+
+
 def _assert_back_on_host(name: str) -> None:
     assert _host_view(name) == (True, KEPT)
 
