@@ -487,11 +487,11 @@ def _parse_linux(lx: dict) -> Linux:
 
 def parse_id_list(text: str, path: str, what: str = "CPU") -> list[int]:
     """A kernel list string ("0-3,7", as in cpuset.cpus) -> sorted ids; "" is empty."""
+    if not text.strip():
+        return []
     out: set[int] = set()
     for part in text.split(","):
         part = part.strip()
-        if not part and text.strip() == "":
-            continue
         lo, sep, hi = part.partition("-")
         if not lo.isdigit() or sep and not hi.isdigit():
             raise ConfigError(path, f'invalid {what} list "{text}" (expected e.g. "0-3,7")')
@@ -585,7 +585,8 @@ def _parse_net_devices(devs: dict, path: str, linux: Linux) -> dict[str, str]:
     if out and linux.namespace("network") is None:
         raise ConfigError(path, "moving network devices requires a network namespace "
                           "(the container shares the runtime's)")
-    if len(set(n for n in out.values() if "%" not in n)) < len([n for n in out.values() if "%" not in n]):
+    fixed = [n for n in out.values() if "%" not in n]  # (templates get free numbers)
+    if len(set(fixed)) < len(fixed):
         raise ConfigError(path, "two devices would get the same name in the container")
     return out
 
