@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -368,15 +369,30 @@ def _resctrl_mounted() -> bool:
 
 
 @pytest.mark.skipif(_resctrl_mounted(), reason="this host has resctrl mounted")
-def test_intel_rdt_refused_without_resctrl(runp, bundle, cid):
-    """config-linux.md: no resctrl mounted in the runtime's namespace MUST be an error."""
-    bundle.config["linux"]["intelRdt"] = {"closID": "guaranteed", "schemata": ["L3:0=7f0"]}
+@pytest.mark.parametrize("rdt", [{"closID": "guaranteed", "schemata": ["L3:0=7f0"]},
+                                 {"l3CacheSchema": "L3:0=7f0"}, {"closID": "gold"}])
+def test_intel_rdt_refused_without_resctrl(runp, bundle, cid, tmp_path, rdt):
+    """config-linux.md: no resctrl mounted in the runtime's namespace MUST be an error. runc
+    1.1.5 refuses an l3CacheSchema too ("Intel RDT/CAT is not enabled"), but runs a closID
+    alone without any resctrl group."""
+    bundle.config["linux"]["intelRdt"] = rdt
     p = _run(runp, bundle, cid, "true", check=False)
     assert p.returncode == 1
     assert _error_line(p) == ("config.json: linux.intelRdt: no resctrl filesystem is mounted in "
                               "the runtime's mount namespace (mount -t resctrl resctrl "
                               "/sys/fs/resctrl)")
     _assert_nothing_left(runp, cid)
+    runc = shutil.which("runc")
+    if runc is None or "l3CacheSchema" not in rdt:
+        return
+    from conftest import force_delete
+    cmd = [runc, "--root", str(tmp_path / "runc-root")]
+    try:
+        p = subprocess.run(cmd + ["run", "--bundle", str(bundle.path), cid], capture_output=True,
+                           timeout=60)
+        assert p.returncode == 1 and b"Intel RDT/CAT is not enabled" in p.stderr, p.stderr
+    finally:
+        force_delete(cmd, cid)
 
 
 @pytest.mark.parametrize("rdt, path", [
