@@ -267,6 +267,12 @@ class Container:
                     detach_rootfs(st.rootfs, st.extra["host_rootfs_mount"])
                 except OSError as e:
                     log.warning(f"unmount {st.rootfs}: {e}")
+            if st.extra.get("intel_rdt"):
+                from .linux.intelrdt import remove
+                try:
+                    remove(st.extra["intel_rdt"])
+                except OSError as e:
+                    log.warning(f"remove resctrl group: {e}")
             if st.cgroup.get("systemd"):  # a scope: systemd removes it
                 from .linux.cgroups.systemd import stop_recorded
                 stop_recorded(st.cgroup)

@@ -68,6 +68,9 @@ class Creator:
         self.socks: list = []  # our ends of the init pipe and console socketpair
         self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
         self.dir_made = False  # the state dir is ours to remove (not another container's)
+        self.netns_fd = -1  # the container's network namespace, while devices may go back
+        self.netdevs: list = []  # linux.netdevices.Moved: devices moved in (linux.netDevices)
+        self.rdt: dict | None = None  # the resctrl group (linux.intelRdt), see intelrdt.apply
         from .rootless import rootless_cgroups
         self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
@@ -100,6 +103,9 @@ class Creator:
         log.phase("cgroups")
         self._handshake(pipe)
         log.phase("handshake")
+        if self.spec.linux.intel_rdt is not None:  # before start: the process runs in it
+            from .linux import intelrdt
+            self.rdt = intelrdt.apply(self.spec.linux.intel_rdt, self.id, self.init_pid)
         self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
@@ -236,7 +242,7 @@ class Creator:
     def _handshake(self, pipe) -> None:
         from .linux import namespaces
         lx = self.spec.linux
-        cgroup_wanted = False
+        cgroup_wanted = netdevs_wanted = False
         while True:
             kind, payload = pipe.recv()
             if kind == "idmap":
@@ -249,6 +255,15 @@ class Creator:
                 if cgroup_wanted:
                     self._join_cgroup()
                     _ok(pipe)
+                if netdevs_wanted:
+                    self._move_netdevs()
+                    _ok(pipe)
+            elif kind == "netdevices":  # the init is in its network namespace
+                if self.init_pid:
+                    self._move_netdevs()
+                    _ok(pipe)
+                else:
+                    netdevs_wanted = True
             elif kind == "cgroup":
                 if self.init_pid:
                     self._join_cgroup()
@@ -275,6 +290,15 @@ class Creator:
                 raise RuntimeFailure(payload)
             elif kind == "eof":
                 raise RuntimeFailure("container init exited during setup")
+
+    def _move_netdevs(self) -> None:
+        """linux.netDevices into the init's network namespace, which we keep open until create
+        succeeds: a failed create moves them back (an init that died would take a virtual
+        device with its namespace)."""
+        from .linux import netdevices
+        self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        log.phase("net devices")
 
     def _send_seccomp_fd(self, pipe) -> None:
         """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
@@ -307,6 +331,8 @@ class Creator:
                    extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path),
                           "hooks": sorted(k for k, v in spec.hooks.items() if v),
                           "has_process": spec.process is not None})
+        if self.rdt is not None:
+            st.extra["intel_rdt"] = self.rdt
         if self.host_ns_root is not None:  # the bind the init made; delete detaches it
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
@@ -315,6 +341,9 @@ class Creator:
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
         self.state = st
+        if self.netns_fd >= 0:  # the devices are the container's now (config-linux.md)
+            os.close(self.netns_fd)
+            self.netns_fd = -1
         for fd in self.fds:
             os.close(fd)
         self.fds = []
@@ -334,6 +363,14 @@ class Creator:
         if self.console_master is not None:
             os.close(self.console_master)
             self.console_master = None
+        if self.netns_fd >= 0:
+            self._move_netdevs_back()
+        if self.rdt is not None:
+            from .linux import intelrdt
+            try:
+                intelrdt.remove(self.rdt)
+            except OSError as e:
+                log.warning(f"remove resctrl group: {e}")
         for pid in (self.stage1, self.init_pid):
             if pid:
                 try:
@@ -363,6 +400,15 @@ class Creator:
                 log.warning(f"remove cgroup: {e}")
         self.dir.remove()
         self.dir.unlock()
+
+    def _move_netdevs_back(self) -> None:
+        from .linux import netdevices
+        try:
+            for problem in netdevices.move_back(self.netns_fd, self.netdevs):
+                log.warning(problem)
+        finally:
+            os.close(self.netns_fd)
+            self.netns_fd = -1
 
 
 def cgroup_owner(spec: spec_mod.Spec) -> int | None:

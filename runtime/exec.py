@@ -74,6 +74,7 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
         capabilities.parse(proc.capabilities, "process.capabilities")
     except ConfigError as e:
         raise ConfigError(e.path, e.problem, file=o.process_file or "config.json") from None
+    _check_process_attrs(spec, proc, o.process_file or "config.json")
     from .process import note_ignored_labels
     note_ignored_labels(proc)
     _preload(spec, proc)
@@ -214,12 +215,48 @@ def cgroup_targets(mgr, subs: dict[str, str]) -> list[str]:
     return out
 
 
+def _wants_sched(spec: Spec, proc: Process) -> bool:
+    return spec.linux.personality is not None or proc.scheduler is not None or \
+        proc.io_priority is not None
+
+
+def _check_process_attrs(spec: Spec, proc: Process, file: str) -> None:
+    """What the process sets on itself before its exec, as the container init does (scheduler,
+    ioPriority, personality, memoryPolicy): checked before anything is forked. An error in
+    the process names the file that gave it (--process, or config.json)."""
+    try:
+        if _wants_sched(spec, proc):
+            from .linux import sched
+            sched.validate(proc.scheduler, proc.io_priority, spec.linux.personality)
+    except ConfigError as e:
+        if e.path.startswith("process."):
+            raise ConfigError(e.path, e.problem, file=file) from None
+        raise
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy
+        mempolicy.check(spec.linux.memory_policy)
+
+
 def _preload(spec: Spec, proc: Process) -> None:
     """Everything the process needs after it entered the container's mount namespace, where
     the host's Python is out of reach, is imported now."""
     from . import process
     from .init import describe  # noqa: F401
     process.preload(spec, proc.terminal)
+    if _wants_sched(spec, proc):
+        from .linux import sched  # noqa: F401
+        lsys.libc  # noqa: B018  (sched calls go through a ctypes.CDLL of libc: load it now)
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy  # noqa: F401
+
+
+def _set_affinity(cpus: list[int], which: str, file: str) -> None:
+    """sched_setaffinity of the calling process (process.execCPUAffinity)."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as e:
+        raise ConfigError(f"process.execCPUAffinity.{which}",
+                          f"sched_setaffinity: {e.strerror}", file=file) from None
 
 
 # --- the work ------------------------------------------------------------------------------------
@@ -255,7 +292,8 @@ class _Exec:
             if self.console_parent is not None:
                 self.console_parent.close()
             _helper_main(self.c, self.spec, self.proc, InitPipe(child), console_fd, npass,
-                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal))
+                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal),
+                         file=self.o.process_file or "config.json")
         self.helper = pid
         log.phase("fork")
         child.close()
@@ -343,6 +381,13 @@ class _Exec:
                 msg = f"cannot add process {self.pid} to cgroup {d}: {e.strerror}"
                 pipe.send("error", msg)
                 raise RuntimeFailure(msg) from None
+        if st.extra.get("intel_rdt"):  # the container's resctrl group, as runc does
+            from .linux import intelrdt
+            try:
+                intelrdt.add_task(st.extra["intel_rdt"], self.pid)
+            except RuntimeFailure as e:
+                pipe.send("error", str(e))
+                raise
         log.phase("cgroup join")
         pipe.send("ok")
 
@@ -442,7 +487,7 @@ class _Exec:
 # --- the forked side -----------------------------------------------------------------------------
 
 def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                 listen_fds: int, callers_stdio: bool = False) -> None:
+                 listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
     """Right after fork: become non-dumpable, drop runp's fds, join the namespaces, fork the
     process. Never returns."""
     from .init import _report, _reset_signals
@@ -453,6 +498,9 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
         _reset_signals()
         keep = {pipe.sock.fileno(), console_fd} | set(range(3, 3 + npass))
         lsys.close_range_from(3, {k for k in keep if k >= 0})
+        aff = proc.exec_cpu_affinity
+        if aff is not None and aff.initial is not None:  # before the cgroup join (config.md)
+            _set_affinity(aff.initial, "initial", file)
         # our procfs root, from the host's side: the process uses it inside the container,
         # where the container's /proc may have anything mounted on it (linux/procfs.py)
         from .linux import procfs
@@ -462,7 +510,8 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
         if pid == 0:
             code = 1
             try:
-                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio)
+                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio,
+                              file)
             except BaseException as e:  # noqa: BLE001
                 _report(pipe, e)
             finally:
@@ -539,7 +588,7 @@ def _become_root() -> None:
 
 
 def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                  listen_fds: int, callers_stdio: bool = False) -> None:
+                  listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
     """The process, inside the container's namespaces: prepare as the init does, get into the
     cgroup, exec. Returns only by exception."""
     from . import process as cproc
@@ -563,6 +612,20 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
         slave = console.setup_in_container(None, console_fd, proc.console_size)
         console_fd = -1
     pipe.call("cgroup")
+    aff = proc.exec_cpu_affinity
+    if aff is not None and aff.final is not None:  # after the cgroup join (config.md)
+        _set_affinity(aff.final, "final", file)
+    # what the init sets on itself before exec, in the same order (runtime/init.py)
+    if _wants_sched(spec, proc):
+        from .linux import sched
+        try:
+            sched.apply(proc.scheduler, proc.io_priority, spec.linux.personality)
+        except ConfigError as e:
+            raise ConfigError(e.path, e.problem,
+                              file=file if e.path.startswith("process.") else e.file) from None
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy
+        mempolicy.apply(spec.linux.memory_policy)
     fd = pipe.sock.fileno()
 
     def report(msg: str) -> None:

@@ -13,7 +13,8 @@ import ctypes
 import errno
 
 from . import __version__
-from .spec import HOOK_KINDS, NAMESPACE_TYPES, SPEC_VERSION
+from .spec import (HOOK_KINDS, MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES, NAMESPACE_TYPES,
+                   SPEC_VERSION)
 
 OCI_VERSION_MIN = "1.0.0"
 
@@ -45,8 +46,13 @@ def features() -> dict:
         # enabled (process.py), and ignored otherwise, as runc and crun do.
         "apparmor": {"enabled": True},
         "selinux": {"enabled": True},
-        # linux.intelRdt is parsed but never applied.
-        "intelRdt": {"enabled": False},
+        # linux.intelRdt (linux/intelrdt.py): closID, the schemata lines and a MON group;
+        # as runc, the implementation's status (a host without resctrl fails such a create)
+        "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
+        # linux.memoryPolicy (linux/mempolicy.py): every mode and flag spec.py accepts
+        "memoryPolicy": {"modes": sorted(MEMORY_POLICY_MODES), "flags": sorted(MEMORY_POLICY_FLAGS)},
+        # linux.netDevices (linux/netdevices.py, over netlink with pyroute2)
+        "netDevices": {"enabled": True},
         # mounts[].uidMappings/gidMappings and "idmap"/"ridmap": idmapped bind mounts
         # (idmapped.py), where the kernel has mount_setattr(2).
         "mountExtensions": {"idmap": {"enabled": idmapped.kernel_supports()}},

@@ -183,6 +183,9 @@ def check_config(spec: Spec) -> None:
         check_sysctls(spec)
     from .linux.mounts import check_idmapped  # (imported already: _preload)
     check_idmapped(spec)
+    if spec.linux.memory_policy is not None:  # (its nodes, on the host's /sys)
+        from .linux import mempolicy
+        mempolicy.check(spec.linux.memory_policy)
     proc = spec.process
     if proc is None:  # allowed until start (config.md), which then fails
         return
@@ -377,6 +380,8 @@ def _preload(spec: Spec) -> None:
     if _wants_sched(spec):
         from .linux import sched  # noqa: F401
         lsys.libc  # noqa: B018  (sched calls go through a ctypes.CDLL of libc: load it now)
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy  # noqa: F401
 
 
 def _wants_sched(spec: Spec) -> bool:
@@ -419,6 +424,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         opts.cgroup_mounter = lambda *a: (in_cgroup(True), mounter(*a))
     if namespaces.wants_new(lx.namespaces, "network"):
         namespaces.loopback_up()
+    if lx.net_devices:  # the parent moves them into our network namespace (netdevices.py)
+        pipe.call("netdevices")
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
     # on a bind of root.path in that namespace (detached again by `delete`), and entered by chroot.
     mount_ns = lx.namespace("mount") is not None
@@ -477,6 +484,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     if _wants_sched(spec):  # scheduler, ioPriority, personality: they survive execve
         from .linux import sched
         sched.apply(proc.scheduler, proc.io_priority, lx.personality)
+    if lx.memory_policy is not None:  # inherited and kept across execve, too
+        from .linux import mempolicy
+        mempolicy.apply(lx.memory_policy)
     cproc.set_rlimits(proc)  # now, so a limit that cannot be set fails create (as runc)
     prepared.rlimits_applied = True
     cproc.own_stdio(proc.user.uid, opts.callers_stdio)  # at create, as runc

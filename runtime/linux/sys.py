@@ -89,6 +89,7 @@ SYS_fsopen = 430
 SYS_fsconfig = 431
 SYS_fsmount = 432
 SYS_faccessat2 = 439
+SYS_set_mempolicy = 238  # (x86_64; linux/mempolicy.py)
 
 # open_tree(2), move_mount(2), mount_setattr(2)
 AT_FDCWD = -100
