@@ -71,8 +71,9 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
         raise RuntimeFailure("cannot use console socket if runp will not detach or allocate tty")
     subs = parse_cgroup_flags(o.cgroup)
     from .linux import capabilities
-    try:
-        capabilities.parse(proc.capabilities, "process.capabilities")
+    try:  # what cannot be granted is a warning (config.md), as in create
+        capabilities.parse(proc.capabilities, "process.capabilities", warn=log.warning,
+                           file=o.process_file or "config.json")
     except ConfigError as e:
         raise ConfigError(e.path, e.problem, file=o.process_file or "config.json") from None
     from .process import note_ignored_labels

@@ -43,7 +43,8 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home_of(proc.user.uid)}")
     path = lookup(proc.args[0], env, proc.cwd)
-    caps = capabilities.parse(proc.capabilities)
+    # names that cannot be granted were logged already (init.check_config, exec): dropped here
+    caps = capabilities.parse(proc.capabilities, warn=_drop)
     sc = spec.linux.seccomp
     listener = None
     program = None
@@ -367,6 +368,10 @@ def _apply_lsm(proc: Process) -> None:
 def _write_attr(name: str, value: str) -> None:
     from .linux.mounts import write_proc_file
     write_proc_file(f"/proc/thread-self/attr/{name}", value, f"set LSM label ({name})")
+
+
+def _drop(msg: str) -> None:
+    pass
 
 
 def _debug(msg: str) -> None:
