@@ -257,7 +257,8 @@ class _Exec:
             if self.console_parent is not None:
                 self.console_parent.close()
             _helper_main(self.c, self.spec, self.proc, InitPipe(child), console_fd, npass,
-                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal))
+                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal),
+                         source=self.o.process_file or "config.json")
         self.helper = pid
         log.phase("fork")
         child.close()
@@ -443,7 +444,7 @@ class _Exec:
 # --- the forked side -----------------------------------------------------------------------------
 
 def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                 listen_fds: int, callers_stdio: bool = False) -> None:
+                 listen_fds: int, callers_stdio: bool = False, source: str = "config.json") -> None:
     """Right after fork: become non-dumpable, drop runp's fds, join the namespaces, fork the
     process. Never returns."""
     from .init import _report, _reset_signals
@@ -459,7 +460,7 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
         if pid == 0:
             code = 1
             try:
-                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio)
+                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio, source)
             except BaseException as e:  # noqa: BLE001
                 _report(pipe, e)
             finally:
@@ -536,9 +537,9 @@ def _become_root() -> None:
 
 
 def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                  listen_fds: int, callers_stdio: bool = False) -> None:
+                  listen_fds: int, callers_stdio: bool = False, source: str = "config.json") -> None:
     """The process, inside the container's namespaces: prepare as the init does, get into the
-    cgroup, exec. Returns only by exception."""
+    cgroup, exec. Returns only by exception. `source` is the file errors name (--process)."""
     from . import process as cproc
     from .init import _install_notify_filter
     os.setsid()
@@ -551,7 +552,7 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
     prepared = cproc.prepare(spec, extra_env, process=proc)
     prepared.callers_stdio = callers_stdio  # for process.own_stdio
     if proc.oom_score_adj is not None:
-        cproc.set_oom_score_adj(proc.oom_score_adj)
+        cproc.set_oom_score_adj(proc.oom_score_adj, source)
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)
     slave = None

@@ -146,8 +146,10 @@ def occupy_passed_fds(count: int) -> list[int]:
     return filled
 
 
-def set_oom_score_adj(value: int) -> None:
-    """A value below the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
+def set_oom_score_adj(value: int, source: str = "config.json") -> None:
+    """A value below the current one needs CAP_SYS_RESOURCE on the host (rootless: never).
+    The error names the field, the file written and the value in force (containerd's CRI asks
+    for -998 for its sandboxes, which a host without CAP_SYS_RESOURCE refuses)."""
     path = "/proc/self/oom_score_adj"
     try:
         with open(path, "w") as f:
@@ -158,8 +160,8 @@ def set_oom_score_adj(value: int) -> None:
                 now = f.read().strip()
         except OSError:
             now = "?"
-        raise RuntimeFailure(f"config.json: process.oomScoreAdj: cannot set {value} (now {now}): "
-                             f"{e.strerror}") from None
+        raise RuntimeFailure(f"{source}: process.oomScoreAdj: write {path}: cannot set {value} "
+                             f"(now {now}): {e.strerror or e}") from None
 
 
 def set_rlimits(proc: Process) -> None:
