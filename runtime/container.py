@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 class CreateOptions:
     def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 systemd_cgroup: bool = False, rootless: bool | None = None) -> None:
+                 systemd_cgroup: bool = False, rootless: bool | None = None,
+                 pidfd_socket: str | None = None) -> None:
         self.pid_file = pid_file
+        self.pidfd_socket = pidfd_socket  # --pidfd-socket (runtime/pidfd_socket.py)
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring

@@ -293,6 +293,9 @@ class Creator:
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
         d.save(st)
         log.phase("state saved")
+        if self.opts.pidfd_socket:
+            from . import pidfd_socket
+            pidfd_socket.send(self.opts.pidfd_socket, self.init_pid, pidfd_socket.INIT)
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
         self.c._state = st

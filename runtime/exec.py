@@ -48,6 +48,7 @@ class ExecOptions:
     detach: bool = False
     pid_file: str | None = None
     console_socket: str | None = None
+    pidfd_socket: str | None = None
     preserve_fds: int = 0
     ignore_paused: bool = False
     cgroup: list[str] = field(default_factory=list)
@@ -270,6 +271,9 @@ class _Exec:
         if self.console_parent is not None:
             from .console import recv_master
             self.master, _ = recv_master(self.console_parent)
+        if self.o.pidfd_socket:
+            from . import pidfd_socket
+            pidfd_socket.send(self.o.pidfd_socket, self.pid, pidfd_socket.EXEC)
         if self.o.pid_file:
             write_pid_file(self.o.pid_file, self.pid)
         self._close_fds()
