@@ -256,7 +256,13 @@ def _capability_problems(caps: Any) -> list[tuple[PathParts, str]]:
         found = capabilities.unavailable(caps)
     except ConfigError:  # a wrong type: the schema names it
         return []
-    return [(_split_path(p), problem) for p, problem in found]
+    out: list[tuple[PathParts, str]] = []
+    for path, problem in found:
+        parts = _split_path(path)
+        name = _lookup(caps, parts[2:])  # below process.capabilities
+        if isinstance(name, str) and re.match(r"CAP_[A-Z0-9_]+$", name):  # else: the schema's
+            out.append((parts, problem))
+    return out
 
 
 def _split_path(path: str) -> PathParts:

@@ -342,16 +342,21 @@ def lsm_enabled() -> tuple[bool, bool]:
 
 
 def note_ignored_labels(proc: Process | None, mount_label: str = "") -> None:
-    """Labels for an LSM this host does not run are ignored, as crun does: say so at debug."""
+    """Labels for an LSM this host does not run are ignored, as runc and crun do; with a
+    warning naming the field, as every field runp does not apply (issue #15)."""
     if not mount_label and (proc is None or not (proc.apparmor_profile or proc.selinux_label)):
         return
     apparmor, selinux = lsm_enabled()
+    from .log import log
     if proc is not None and proc.apparmor_profile and not apparmor:
-        _debug(f'process.apparmorProfile "{proc.apparmor_profile}" ignored: AppArmor is not enabled')
+        log.warning(f'config.json: process.apparmorProfile: "{proc.apparmor_profile}" ignored: '
+                    "AppArmor is not enabled")
     if proc is not None and proc.selinux_label and not selinux:
-        _debug(f'process.selinuxLabel "{proc.selinux_label}" ignored: SELinux is not enabled')
+        log.warning(f'config.json: process.selinuxLabel: "{proc.selinux_label}" ignored: '
+                    "SELinux is not enabled")
     if mount_label and not selinux:
-        _debug(f'linux.mountLabel "{mount_label}" ignored: SELinux is not enabled')
+        log.warning(f'config.json: linux.mountLabel: "{mount_label}" ignored: '
+                    "SELinux is not enabled")
 
 
 def _apply_lsm(proc: Process) -> None:

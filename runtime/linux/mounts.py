@@ -215,7 +215,10 @@ class RootfsBuilder:
                 flags = opts.flags & ~lsys.MS_REMOUNT
                 data = ",".join(opts.data)
                 if self.spec.linux.mount_label and fstype in ("tmpfs", "mqueue", "devpts", "shm"):
-                    pass  # SELinux context= is only meaningful where SELinux is enabled
+                    from ..process import lsm_enabled
+                    if lsm_enabled()[1]:  # runc's label.FormatMountLabel; else a warning (create)
+                        label = f'context="{self.spec.linux.mount_label}"'
+                        data = f"{data},{label}" if data else label
                 try:
                     lsys.mount(m.source or fstype, target, fstype or None, flags, data)
                 except PermissionError:
