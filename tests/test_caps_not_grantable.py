@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import new_id
+from conftest import run_container
 from runtime.linux import capabilities as caps
 
 RUNC = shutil.which("runc")
@@ -53,13 +52,7 @@ def cap_field(out: str, name: str) -> int:
 
 
 def run(cmd: list[str], bundle, log) -> tuple[int, str, list[dict]]:
-    cid = new_id("caps")
-    try:
-        p = subprocess.run(cmd[:1] + ["--log", str(log), "--log-format", "json"] + cmd[1:]
-                           + ["run", "-b", str(bundle.path), cid], capture_output=True,
-                           timeout=60, stdin=subprocess.DEVNULL)
-    finally:
-        subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+    p = run_container(cmd, bundle, "--log", str(log), "--log-format", "json", prefix="caps")
     lines = [json.loads(ln) for ln in log.read_text().splitlines()] if log.exists() else []
     return p.returncode, p.stdout.decode(), lines
 

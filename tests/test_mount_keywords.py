@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import new_id
+from conftest import run_container
 
 RUNC = shutil.which("runc")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -57,12 +56,7 @@ def mountinfo_line(cmd: list[str], bundle, option: str, src) -> tuple[int, str]:
         m = {"type": "tmpfs", "source": "tmpfs", "options": ["nosuid", option]}
     bundle.config["mounts"].append({"destination": "/kw", **m})
     bundle.set_args("sh", "-c", "grep ' /kw ' /proc/self/mountinfo")
-    cid = new_id("kw")
-    try:
-        p = subprocess.run(cmd + ["run", "-b", str(bundle.path), cid], capture_output=True,
-                           timeout=60, stdin=subprocess.DEVNULL)
-    finally:
-        subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+    p = run_container(cmd, bundle, prefix="kw")
     return p.returncode, (p.stdout or p.stderr).decode()
 
 

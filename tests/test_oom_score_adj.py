@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from conftest import new_id
+from conftest import run_container
 from runtime.linux import capabilities as caps
 
 RUNC = shutil.which("runc")
@@ -53,13 +52,7 @@ def test_create_names_field_and_file(runp, bundle, cid, tmp_path, userns):
 def test_runc_refuses_it_too(bundle, tmp_path):
     bundle.config["process"]["oomScoreAdj"] = -998
     bundle.write()
-    cmd = [RUNC, "--root", str(tmp_path / "runc-root")]
-    cid = new_id("oom")
-    try:
-        p = subprocess.run(cmd + ["run", "-b", str(bundle.path), cid], capture_output=True,
-                           timeout=60, stdin=subprocess.DEVNULL)
-    finally:
-        subprocess.run(cmd + ["delete", "--force", cid], capture_output=True, timeout=30)
+    p = run_container([RUNC, "--root", str(tmp_path / "runc-root")], bundle, prefix="oom")
     assert p.returncode != 0
     assert b"/proc/self/oom_score_adj: Permission denied" in p.stderr, p.stderr
 

@@ -14,17 +14,12 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import pytest
 
-from conftest import proc_alive
-
-RUNC = shutil.which("runc")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
