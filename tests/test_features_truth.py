@@ -79,3 +79,9 @@ def test_every_listed_seccomp_action_loads(features, runp, bundle, cid):
 def test_every_listed_mount_option_is_not_data(features):
     for opt in features["mountOptions"]:
         assert MountOptions([opt]).data == [], opt
+
+
+def test_every_mounted_keyword_is_listed(features):
+    """What test_mount_keywords mounts for real (config.md's flag keywords) is claimed."""
+    from test_mount_keywords import KEYWORDS
+    assert set(KEYWORDS) - set(features["mountOptions"]) == set()
