@@ -6,20 +6,24 @@
 - `update --cpu-burst` / `--cpu-idle` (and the same fields in `update --resources`):
   cpu.cfs_burst_us / cpu.max.burst and cpu.idle in the container's cgroup.
 - `run --no-subreaper`: what the container orphans (no pid namespace of its own) is no longer
-  re-parented to runp.
-runc 1.1.5 has none of these flags ("flag provided but not defined"): nothing to compare with.
+  re-parented to runp; side by side with runc 1.1.5, which has that flag (and none of the
+  others: "flag provided but not defined").
 """
 from __future__ import annotations
 
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 
 import pytest
 
+from conftest import force_delete, new_id
+
+RUNC = shutil.which("runc")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
@@ -170,16 +174,25 @@ ORPHAN = ("sh -c 'sleep 30 >/dev/null 2>&1 & echo $! > /tmp/orphan'; sleep 0.3; 
           "o=$(cat /tmp/orphan); grep PPid /proc/$o/status; kill $o")
 
 
+@pytest.mark.parametrize("runtime", ["runp", "runc"])
 @pytest.mark.parametrize("flag", [None, "--no-subreaper"])
-def test_no_subreaper(runp, bundle, cid, flag):
-    """Without a pid namespace an orphan goes to the nearest subreaper: runp itself, unless
-    --no-subreaper."""
+def test_no_subreaper(runp, bundle, tmp_path, flag, runtime):
+    """Without a pid namespace an orphan goes to the nearest subreaper: the runtime itself,
+    unless --no-subreaper; runc 1.1.5 (which has the flag) side by side."""
+    if runtime == "runc" and RUNC is None:
+        pytest.skip("runc is not installed")
+    cmd = runp.cmd() if runtime == "runp" else [RUNC, "--root", str(tmp_path / "runc-root")]
     bundle.config["linux"]["namespaces"] = [ns for ns in bundle.config["linux"]["namespaces"]
                                             if ns["type"] != "pid"]
     bundle.set_args("sh", "-c", ORPHAN)
-    p = subprocess.Popen(runp.cmd("run", *([flag] if flag else []), "-b", str(bundle.path), cid),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    out, err = p.communicate(timeout=60)
+    cid = new_id("reaper")
+    try:
+        p = subprocess.Popen(cmd + ["run", *([flag] if flag else []), "-b", str(bundle.path), cid],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL)
+        out, err = p.communicate(timeout=60)
+    finally:
+        force_delete(cmd, cid)
     assert p.returncode == 0, err
     ppid = int(out.decode().split()[1])
     if flag is None:
