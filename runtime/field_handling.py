@@ -19,15 +19,14 @@ path (only tests and tools read it).
 """
 from __future__ import annotations
 
+from .spec import HOOK_KINDS
+
 APPLIED, WARNED, REFUSED = "applied", "warned", "refused"
 
 # sections config.md defines for other platforms (spec.OTHER_PLATFORMS warns about them)
 _OTHER = "not a Linux section: warned (spec.py)"
 # implemented by the netDevices/memoryPolicy/intelRdt/execCPUAffinity work of issue #15
 _SPEC13 = "tests/test_spec13_fields.py::"
-
-_HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-               "poststop")
 
 FIELDS: dict[str, tuple[str, str]] = {
     "ociVersion": (APPLIED, "tests/test_config_errors.py::test_invalid_config"),
@@ -73,7 +72,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "process.execCPUAffinity.final": (APPLIED, _SPEC13 + "test_exec_cpu_affinity"),
     "hostname": (APPLIED, "conformance:hostname.set"),
     "domainname": (APPLIED, "conformance:domainname.set"),
-    **{f"hooks.{kind}.{k}": (APPLIED, ev) for kind in _HOOK_KINDS for k, ev in (
+    **{f"hooks.{kind}.{k}": (APPLIED, ev) for kind in HOOK_KINDS for k, ev in (
         ("path", "conformance:hooks.lifecycle_order"), ("args", "conformance:hooks.args_env"),
         ("env", "conformance:hooks.args_env"), ("timeout", "conformance:hooks.timeout"))},
     "annotations": (APPLIED, "conformance:state.annotations"),
