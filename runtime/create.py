@@ -22,8 +22,10 @@ from .state import (CONFIG_FILE, FIFO_FILE, State, StateDir, now_rfc3339, proc_s
 class CreateOptions:
     def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
                  no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 systemd_cgroup: bool = False, rootless: bool | None = None) -> None:
+                 systemd_cgroup: bool = False, rootless: bool | None = None,
+                 pidfd_socket: str | None = None) -> None:
         self.pid_file = pid_file
+        self.pidfd_socket = pidfd_socket  # --pidfd-socket (runtime/pidfd_socket.py)
         self.console_socket = console_socket
         self.no_pivot = no_pivot
         self.no_new_keyring = no_new_keyring
@@ -338,6 +340,9 @@ class Creator:
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
         d.save(st)
         log.phase("state saved")
+        if self.opts.pidfd_socket:
+            from . import pidfd_socket
+            pidfd_socket.send(self.opts.pidfd_socket, self.init_pid, pidfd_socket.INIT)
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
         self.state = st

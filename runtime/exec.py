@@ -47,6 +47,7 @@ class ExecOptions:
     detach: bool = False
     pid_file: str | None = None
     console_socket: str | None = None
+    pidfd_socket: str | None = None
     preserve_fds: int = 0
     ignore_paused: bool = False
     cgroup: list[str] = field(default_factory=list)
@@ -70,8 +71,9 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
         raise RuntimeFailure("cannot use console socket if runp will not detach or allocate tty")
     subs = parse_cgroup_flags(o.cgroup)
     from .linux import capabilities
-    try:
-        capabilities.parse(proc.capabilities, "process.capabilities")
+    try:  # what cannot be granted is a warning (config.md), as in create
+        capabilities.parse(proc.capabilities, "process.capabilities", warn=log.warning,
+                           file=o.process_file or "config.json")
     except ConfigError as e:
         raise ConfigError(e.path, e.problem, file=o.process_file or "config.json") from None
     _check_process_attrs(spec, proc, o.process_file or "config.json")
@@ -305,6 +307,9 @@ class _Exec:
         if self.console_parent is not None:
             from .console import recv_master
             self.master, _ = recv_master(self.console_parent)
+        if self.o.pidfd_socket:
+            from . import pidfd_socket
+            pidfd_socket.send(self.o.pidfd_socket, self.pid, pidfd_socket.EXEC)
         if self.o.pid_file:
             write_pid_file(self.o.pid_file, self.pid)
         self._close_fds()
@@ -590,7 +595,7 @@ def _become_root() -> None:
 def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
                   listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
     """The process, inside the container's namespaces: prepare as the init does, get into the
-    cgroup, exec. Returns only by exception."""
+    cgroup, exec. Returns only by exception. `file` is the file errors name (--process)."""
     from . import process as cproc
     from .init import _install_notify_filter
     os.setsid()
@@ -603,7 +608,7 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
     prepared = cproc.prepare(spec, extra_env, process=proc)
     prepared.callers_stdio = callers_stdio  # for process.own_stdio
     if proc.oom_score_adj is not None:
-        cproc.set_oom_score_adj(proc.oom_score_adj)
+        cproc.set_oom_score_adj(proc.oom_score_adj, file)
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)
     slave = None

@@ -190,7 +190,9 @@ def check_config(spec: Spec) -> None:
     if proc is None:  # allowed until start (config.md), which then fails
         return
     from .linux import capabilities
-    capabilities.parse(proc.capabilities)
+    # config.md: a capability that cannot be granted is logged as a warning, not fatal (runc);
+    # prepare() drops the same names again, silently
+    capabilities.parse(proc.capabilities, warn=log.warning)
     if spec.linux.seccomp is not None:
         from .linux import seccomp
         seccomp.validate(spec.linux.seccomp)

@@ -43,7 +43,8 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home_of(proc.user.uid)}")
     path = lookup(proc.args[0], env, proc.cwd)
-    caps = capabilities.parse(proc.capabilities)
+    # names that cannot be granted were logged already (init.check_config, exec): dropped here
+    caps = capabilities.parse(proc.capabilities, warn=_drop)
     sc = spec.linux.seccomp
     listener = None
     program = None
@@ -145,9 +146,11 @@ def occupy_passed_fds(count: int) -> list[int]:
     return filled
 
 
-def set_oom_score_adj(value: int) -> None:
+def set_oom_score_adj(value: int, file: str = "config.json") -> None:
     """A value below the current one needs CAP_SYS_RESOURCE on the host (rootless: never).
-    Written below our own procfs (linux/procfs.py), never through the container's /proc."""
+    Written below our own procfs (linux/procfs.py), never through the container's /proc. The
+    error names the field, the file written and the value in force (containerd's CRI asks for
+    -998 for its sandboxes, which a host without CAP_SYS_RESOURCE refuses)."""
     from .linux import procfs
     try:
         procfs.write("self/oom_score_adj", str(value))
@@ -156,8 +159,9 @@ def set_oom_score_adj(value: int) -> None:
             now = procfs.read("self/oom_score_adj").decode().strip()
         except OSError:
             now = "?"
-        raise RuntimeFailure(f"config.json: process.oomScoreAdj: cannot set {value} (now {now}): "
-                             f"{e.strerror}") from None
+        raise RuntimeFailure(f"{file}: process.oomScoreAdj: write /proc/self/oom_score_adj: "
+                             f"cannot set {value} "
+                             f"(now {now}): {e.strerror or e}") from None
 
 
 def set_rlimits(proc: Process) -> None:
@@ -443,16 +447,21 @@ def lsm_enabled() -> tuple[bool, bool]:
 
 
 def note_ignored_labels(proc: Process | None, mount_label: str = "") -> None:
-    """Labels for an LSM this host does not run are ignored, as crun does: say so at debug."""
+    """Labels for an LSM this host does not run are ignored, as runc and crun do; with a
+    warning naming the field, as every field runp does not apply (issue #15)."""
     if not mount_label and (proc is None or not (proc.apparmor_profile or proc.selinux_label)):
         return
     apparmor, selinux = lsm_enabled()
+    from .log import log
     if proc is not None and proc.apparmor_profile and not apparmor:
-        _debug(f'process.apparmorProfile "{proc.apparmor_profile}" ignored: AppArmor is not enabled')
+        log.warning(f'config.json: process.apparmorProfile: "{proc.apparmor_profile}" ignored: '
+                    "AppArmor is not enabled")
     if proc is not None and proc.selinux_label and not selinux:
-        _debug(f'process.selinuxLabel "{proc.selinux_label}" ignored: SELinux is not enabled')
+        log.warning(f'config.json: process.selinuxLabel: "{proc.selinux_label}" ignored: '
+                    "SELinux is not enabled")
     if mount_label and not selinux:
-        _debug(f'linux.mountLabel "{mount_label}" ignored: SELinux is not enabled')
+        log.warning(f'config.json: linux.mountLabel: "{mount_label}" ignored: '
+                    "SELinux is not enabled")
 
 
 def _apply_lsm(proc: Process) -> None:
@@ -479,6 +488,10 @@ def _write_attr(names: tuple[str, ...], value: str) -> None:
                                  "no such file or directory") from None
         except OSError as e:
             raise RuntimeFailure(f"set LSM label ({name}): {e.filename}: {e.strerror}") from None
+
+
+def _drop(msg: str) -> None:
+    """A warning already given (init.check_config, exec): the second parse says nothing."""
 
 
 def _debug(msg: str) -> None:

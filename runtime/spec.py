@@ -274,12 +274,37 @@ def parse(raw: Any, bundle: str) -> Spec:
     for k, v in annotations.items():
         _expect(v, str, f"annotations.{k}")
     linux = _parse_linux(_get(raw, "linux", dict, "", default={}))
+    _warn_other_platforms(raw)
     if (hostname or domainname) and not linux.namespace("uts"):
         which = "hostname" if hostname else "domainname"
         raise ConfigError(which, "setting it requires a new uts namespace")
     return Spec(version, abs_root, bool(_get(root, "readonly", bool, "root", default=False)),
                 process, hostname, domainname, mounts, hooks, annotations, linux,
                 os.path.abspath(bundle), raw)
+
+
+# config.md's sections for other platforms: a Linux runtime has nothing to apply them to
+OTHER_PLATFORMS = ("windows", "solaris", "vm", "zos", "freebsd")
+# process fields config.md defines for Windows only
+WINDOWS_PROCESS_FIELDS = (("commandLine",), ("user", "username"))
+
+
+def _warn_other_platforms(raw: dict) -> None:
+    """No field is ignored silently (issue #15): another platform's section is a warning."""
+    for key in OTHER_PLATFORMS:
+        if raw.get(key) is not None:
+            from .log import log
+            log.warning(f"config.json: {key}: ignored: not a Linux section")
+
+
+def _warn_windows_only(proc: dict, path: str) -> None:
+    for keys in WINDOWS_PROCESS_FIELDS:
+        v: Any = proc
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v:
+            from .log import log
+            log.warning(f"config.json: {path}.{'.'.join(keys)}: ignored: Windows only")
 
 
 def _check_version(version: str) -> None:
@@ -334,6 +359,7 @@ def _parse_process(proc: Any, path: str) -> Process:
             raise ConfigError(rp, f"soft limit {soft} is greater than hard limit {hard}")
         rlimits.append(Rlimit(typ, RLIMITS[typ], soft, hard))
     caps = _get(proc, "capabilities", dict, path)
+    _warn_windows_only(proc, path)
     oom = _get(proc, "oomScoreAdj", int, path)
     if oom is not None and not -1000 <= oom <= 1000:
         raise ConfigError(f"{path}.oomScoreAdj", "must be between -1000 and 1000")

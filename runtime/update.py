@@ -19,6 +19,8 @@ FLAG_FIELDS: dict[str, tuple[str, str, str]] = {
     "cpu-shares": ("cpu", "shares", "uint"),
     "cpu-period": ("cpu", "period", "uint"),
     "cpu-quota": ("cpu", "quota", "int"),
+    "cpu-burst": ("cpu", "burst", "uint"),  # runc 1.2: cpu.cfs_burst_us (v1), cpu.max.burst (v2)
+    "cpu-idle": ("cpu", "idle", "int"),  # runc 1.3: cpu.idle (0 or 1)
     "cpu-rt-period": ("cpu", "realtimePeriod", "uint"),
     "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
     "cpuset-cpus": ("cpu", "cpus", "str"),

@@ -16,7 +16,11 @@ from . import idmapped, nopivot, paths, procfs
 from .mountinfo import unescape as _unescape
 from . import sys as lsys
 
-# option -> (clear, set) on the mount flags
+# superblock flags mount(2) takes that no other module needs (sys.py has the common ones)
+MS_POSIXACL, MS_I_VERSION = 1 << 16, 1 << 23
+# option -> (clear, set) on the mount flags: every keyword of config.md's list that is a flag
+# (runc's mountFlags table). Passed as data, "defaults", "silent", "iversion", "acl" make a
+# tmpfs or proc mount fail with EINVAL.
 _FLAGS: dict[str, tuple[bool, int]] = {
     "ro": (False, lsys.MS_RDONLY), "rw": (True, lsys.MS_RDONLY),
     "nosuid": (False, lsys.MS_NOSUID), "suid": (True, lsys.MS_NOSUID),
@@ -33,6 +37,10 @@ _FLAGS: dict[str, tuple[bool, int]] = {
     "lazytime": (False, lsys.MS_LAZYTIME), "nolazytime": (True, lsys.MS_LAZYTIME),
     "nosymfollow": (False, lsys.MS_NOSYMFOLLOW), "symfollow": (True, lsys.MS_NOSYMFOLLOW),
     "bind": (False, lsys.MS_BIND), "rbind": (False, lsys.MS_BIND | lsys.MS_REC),
+    "defaults": (False, 0),
+    "silent": (False, lsys.MS_SILENT), "loud": (True, lsys.MS_SILENT),
+    "iversion": (False, MS_I_VERSION), "noiversion": (True, MS_I_VERSION),
+    "acl": (False, MS_POSIXACL), "noacl": (True, MS_POSIXACL),
 }
 _PROPAGATION = {
     "private": lsys.MS_PRIVATE, "rprivate": lsys.MS_PRIVATE | lsys.MS_REC,
@@ -206,7 +214,10 @@ class RootfsBuilder:
                 flags = opts.flags & ~lsys.MS_REMOUNT
                 data = ",".join(opts.data)
                 if self.spec.linux.mount_label and fstype in ("tmpfs", "mqueue", "devpts", "shm"):
-                    pass  # SELinux context= is only meaningful where SELinux is enabled
+                    from ..process import lsm_enabled
+                    if lsm_enabled()[1]:  # runc's label.FormatMountLabel; else a warning (create)
+                        label = f'context="{self.spec.linux.mount_label}"'
+                        data = f"{data},{label}" if data else label
                 try:
                     lsys.mount(m.source or fstype, target, fstype or None, flags, data)
                 except PermissionError:
