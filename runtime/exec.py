@@ -82,6 +82,8 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
     _preload(spec, proc)
     log.phase("parse")
     ex = _Exec(c, spec, proc, o, subs)
+    if not o.detach:
+        ex.hold_signals()
     try:
         ex.start()
     except BaseException:
@@ -432,19 +434,22 @@ class _Exec:
         self.helper = self.pid = 0
 
     # --- foreground ----------------------------------------------------------------------------
-    def wait(self) -> int:
-        """Forward signals, proxy the terminal if we hold it, return the exit status."""
+    def hold_signals(self) -> None:
+        """From before the fork, the signals we forward are caught: one that comes while the
+        process starts is held and forwarded once it exists (runc's handler queues them too),
+        instead of killing runp and leaving the process without its waiter. (Handlers, not a
+        blocked mask: a signal for the process may be delivered to any thread, and
+        cgroup_prime's thread may still be running.)"""
         from .run import FORWARDED
-        import gc
-        gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
-        gc.enable()  # on, for what is made from now (see runtime/cli.py)
-        pid = self.pid
-        done: list[int] = []
+        self.held: list[int] = []
+        self.done: list[int] = []
 
         def forward(signum, _frame) -> None:
-            if not done:
+            if not self.pid:
+                self.held.append(signum)
+            elif not self.done:
                 try:
-                    os.kill(pid, signum)
+                    os.kill(self.pid, signum)
                 except ProcessLookupError:
                     pass
 
@@ -453,6 +458,20 @@ class _Exec:
                 _signal.signal(s, forward)
             except (OSError, ValueError):
                 pass
+
+    def wait(self) -> int:
+        """Forward signals, proxy the terminal if we hold it, return the exit status."""
+        import gc
+        gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
+        gc.enable()  # on, for what is made from now (see runtime/cli.py)
+        pid = self.pid
+        done = self.done
+        for signum in self.held:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        self.held.clear()
 
         def exited() -> bool:
             if not done:
