@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from .engines import (CTR_IMAGE, CTR_NAMESPACE, IMAGE, RUNP, Containerd, PodmanEnv,  # noqa: F401
+from .engines import (CONTAINERD_RUN_DIRS, CTR_IMAGE, CTR_NAMESPACE, IMAGE, RUNP, Containerd, PodmanEnv,  # noqa: F401
                       _which, build_oci_archive, build_rootfs_tar, cgroup_dirs, containers_conf,
-                      end_processes_naming, mounts_under, remove_cgroup_tree,
+                      end_processes_naming, mounts_under, remove_cgroup_tree, remove_private_state,
                       run_files, unmount_all)
 
 RUNTIMES = ("runp", "runc")
@@ -235,9 +235,7 @@ def podman(podman_env, runtime):
 def containerd(tmp_path_factory, rootfs_tar):
     ensure_tools(CONTAINERD_TOOLS)
     base = Path(tempfile.mkdtemp(prefix="runp-ctd-", dir="/tmp"))  # short: socket paths
-    # the 1.6 shim puts its sockets in /run/containerd/s whatever the config says
-    made = [p for p in ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
-            if not os.path.exists(p)]
+    made = [p for p in CONTAINERD_RUN_DIRS if not os.path.exists(p)]
     pre_cgroups = set(cgroup_dirs(CTR_NAMESPACE))
     d = Containerd(base)
     try:
@@ -254,15 +252,7 @@ def containerd(tmp_path_factory, rootfs_tar):
                 _ctr_remove(d, cid)
             d.ctr("images", "rm", CTR_IMAGE, check=False)
         d.stop()
-        end_processes_naming(str(base), grace=5)  # shims of containers we could not delete
-        unmount_all(str(base))
-        shutil.rmtree(base, ignore_errors=True)
-        assert not os.path.exists(base), f"{base} could not be removed"
-        for p in reversed(made):
-            try:
-                os.rmdir(p)
-            except OSError:
-                pass
+        assert remove_private_state(str(base), made), f"{base} could not be removed"
         if not pre_cgroups:
             remove_cgroup_tree(CTR_NAMESPACE)
 

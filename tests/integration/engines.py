@@ -169,6 +169,22 @@ def end_processes_naming(text: str, grace: float = 20.0) -> None:
 
 
 
+def remove_private_state(base: str, made: list[str]) -> bool:
+    """After an engine in `base` has stopped: end what is left of its processes (shims of
+    containers that could not be deleted), unmount and remove `base`, then rmdir the host
+    directories it needed (`made`: those that did not exist before, removed when empty).
+    Returns whether `base` is gone."""
+    end_processes_naming(base, grace=5)
+    unmount_all(base)
+    shutil.rmtree(base, ignore_errors=True)
+    for p in reversed(made):
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
+    return not os.path.exists(base)
+
+
 def run_files(argv: list[str], env: dict | None = None, timeout: float = 120,
               input: bytes | None = None) -> subprocess.CompletedProcess:
     """subprocess.run with temporary files for stdout/stderr: a detached container (or conmon)
@@ -245,6 +261,10 @@ runroot = "{base}/run"
 
 
 # --- containerd ---------------------------------------------------------------------------------
+
+# the 1.6 shim puts its sockets in /run/containerd/s whatever the config says
+CONTAINERD_RUN_DIRS = ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
+
 
 class Containerd:
     """A containerd daemon of our own: config, root, state, sockets in `base`.

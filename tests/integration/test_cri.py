@@ -11,16 +11,15 @@ network (no CNI here); the pause image is the busybox image with `sleep` as its 
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from .conftest import (CONTAINERD_TOOLS, CTR_IMAGE, RUNP, _which, build_oci_archive, cgroup_dirs,
-                       end_processes_naming, ensure_tools, mounts_under, remove_cgroup_tree,
-                       run_files, unmount_all, wait_for)
-from .engines import Containerd
+from .conftest import CONTAINERD_TOOLS, ensure_tools, wait_for
+from .engines import (CONTAINERD_RUN_DIRS, CTR_IMAGE, RUNP, Containerd, _which, build_oci_archive,
+                      cgroup_dirs, mounts_under, remove_cgroup_tree, remove_private_state,
+                      run_files)
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +61,7 @@ def cri(rootfs_tar):
     pytest.importorskip("grpc", reason="grpcio (the test extra) is not installed")
     from .cri_client import CriClient
     base = Path(tempfile.mkdtemp(prefix="runp-cri-", dir="/tmp"))  # short: socket paths
-    made = [p for p in ("/run/containerd", "/run/containerd/s", "/run/containerd/fifo")
-            if not os.path.exists(p)]
+    made = [p for p in CONTAINERD_RUN_DIRS if not os.path.exists(p)]
     env = CriEnv(base)
     try:
         try:
@@ -78,15 +76,7 @@ def cri(rootfs_tar):
             env.client.remove_everything()
             env.client.close()
         env.d.stop()
-        end_processes_naming(str(base), grace=5)
-        unmount_all(str(base))
-        shutil.rmtree(base, ignore_errors=True)
-        assert not os.path.exists(base), f"{base} could not be removed"
-        for p in reversed(made):
-            try:
-                os.rmdir(p)
-            except OSError:
-                pass
+        assert remove_private_state(str(base), made), f"{base} could not be removed"
         remove_cgroup_tree(CGROUP_PARENT)
 
 
