@@ -198,7 +198,12 @@ class Container:
 
     def _kill_all(self, sig: int) -> None:
         if self.state.cgroup:
-            self.cgroup().kill_all(sig)
+            # containerd's shim sends `kill --all ID 9` after every container's exit: with
+            # nothing left in the cgroup, that is one file read, not the cgroup manager's
+            # import (measured: 13.0 -> 9.9 ms of CPU per call; runc about 5)
+            from .linux.cgroup_recorded import empty
+            if not empty(self.state.cgroup):
+                self.cgroup().kill_all(sig)
         elif self.alive():
             self._signal_init(sig)
 

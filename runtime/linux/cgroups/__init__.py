@@ -500,8 +500,8 @@ class Manager:
         """Signal every process: SIGKILL through cgroup.kill where the kernel has it, else
         freeze, signal each, thaw (as runc does). A paused container stays paused unless the
         signal is SIGKILL (v1 frozen tasks only die once thawed)."""
-        import signal
-        if sig == signal.SIGKILL and self.unified and os.path.isdir(self.unified):
+        from _signal import SIGKILL  # the signal module imports enum: 3.5 ms
+        if sig == SIGKILL and self.unified and os.path.isdir(self.unified):
             from . import v2
             if v2.kill(self.unified):
                 w = self.where("freezer")
@@ -522,7 +522,7 @@ class Manager:
                 except ProcessLookupError:
                     pass
         finally:
-            if can_freeze and (not was_frozen or sig == signal.SIGKILL):
+            if can_freeze and (not was_frozen or sig == SIGKILL):
                 try:
                     self.thaw()
                 except RuntimeFailure:
