@@ -82,18 +82,18 @@ class Options:
         empty = CLONE_NEWNET  # as runc: runp does not manage network devices
         for ns in flags.get("empty-ns") or []:
             if ns != "network":
-                raise RuntimeFailure(f"namespace {ns!r} is not supported")
+                raise RuntimeFailure(f'namespace "{ns}" is not supported')
         self.empty_ns = empty
 
     def on(self, name: str) -> bool:
         return bool(self.flags.get(name))
 
 
-def _criu_path(criu: str | None) -> str:
+def _criu_path(criu: str | None, doing: str) -> str:
     from . import criu as criu_mod
     path = criu_mod.find(criu)
     if path is None:
-        raise RuntimeFailure(criu_mod.problem(criu) or "criu is not installed")
+        raise RuntimeFailure(f"{doing}: {criu_mod.problem(criu)}")
     return path
 
 
@@ -126,10 +126,18 @@ def _open_dir(path: str, flag: str, make: bool = True) -> int:
         raise RuntimeFailure(f"{flag} {path}: {e.strerror}") from None
 
 
-def _fail(what: str, resp, log_path: str) -> RuntimeFailure:
-    from .criu import log_reason
-    why = log_reason(log_path) or getattr(resp, "cr_errmsg", "") or f"errno {resp.cr_errno}"
-    return RuntimeFailure(f"criu failed: type {what}: {why} (log file: {log_path})")
+def _failed(doing: str, criu: str | None, what: str, resp, log_path: str) -> RuntimeFailure:
+    """criu said no (resp) or died without an answer (resp None): where `criu check` fails,
+    that is the reason (one line with what to install); else criu's own, from its log."""
+    from .criu import log_reason, problem
+    why = problem(criu)
+    if why is not None:
+        return RuntimeFailure(f"{doing}: {why}")
+    if resp is None:
+        return RuntimeFailure(f"{doing}: criu failed: type {what}: it exited without an answer "
+                              f"(log file: {log_path})")
+    why = log_reason(log_path) or resp.cr_errmsg or f"errno {resp.cr_errno}"
+    return RuntimeFailure(f"{doing}: criu failed: type {what}: {why} (log file: {log_path})")
 
 
 def _cgroup_binds(spec, cgroup: dict) -> list[tuple[str, str]]:
@@ -179,7 +187,7 @@ def checkpoint(root: str, container_id: str, criu: str | None, flags: dict | Non
     status = c.status()
     if status in ("created", "stopped", "creating"):
         raise RuntimeFailure(f"container {container_id} cannot be checkpointed in {status} state")
-    path = _criu_path(criu)
+    path = _criu_path(criu, f"cannot checkpoint container {container_id}")
     r = criu_mod.rpc()
     spec, st = c.spec(), c.state
     parent = opts.parent_path
@@ -240,15 +248,16 @@ def checkpoint(root: str, container_id: str, criu: str | None, flags: dict | Non
 
         kind = "PRE_DUMP" if pre else "DUMP"
         req = r.criu_req(type=getattr(r, kind), opts=o)
+        log_path = os.path.join(opts.work_path or opts.image_path, "dump.log")
         swrk = criu_mod.Swrk(path)
         try:
             resp = swrk.call(req, notify)
-        except criu_mod.CriuError as e:
-            raise _unusable(criu, e) from None
+        except criu_mod.CriuError:
+            resp = None
         finally:
             swrk.close()
-        if not resp.success:
-            raise _fail(kind, resp, os.path.join(opts.work_path or opts.image_path, "dump.log"))
+        if resp is None or not resp.success:
+            raise _failed(f"cannot checkpoint container {container_id}", criu, kind, resp, log_path)
     finally:
         for fd in fds:
             os.close(fd)
@@ -260,12 +269,6 @@ def checkpoint(root: str, container_id: str, criu: str | None, flags: dict | Non
 
 def _ns_key(key: str) -> str:
     return f"extRoot{key.capitalize()}NS"
-
-
-def _unusable(criu: str | None, e: Exception) -> RuntimeFailure:
-    """criu died without answering: say why if `criu check` knows."""
-    from . import criu as criu_mod
-    return RuntimeFailure(criu_mod.problem(criu) or str(e))
 
 
 def _write_descriptors(image_path: str, pid: int) -> None:
@@ -292,7 +295,7 @@ def restore(root: str, container_id: str, criu: str | None, flags: dict | None =
         from .errors import ContainerExists
         raise ContainerExists(container_id)
     opts = Options(flags, criu)
-    path = _criu_path(criu)
+    path = _criu_path(criu, f"cannot restore container {container_id}")
     from .spec import load
     spec = load(os.path.abspath(flags.get("bundle") or "."))
     detach = opts.on("detach")
@@ -425,13 +428,13 @@ class Restorer:
                              extra_fds=extra, cgroup_join=join)
         try:
             resp = swrk.call(r.criu_req(type=r.RESTORE, opts=o), self._notify)
-        except criu_mod.CriuError as e:
-            raise _unusable(self.opts.criu, e) from None
+        except criu_mod.CriuError:
+            resp = None
         finally:
             swrk.close()
-        if not resp.success:
-            raise _fail("RESTORE", resp,
-                        os.path.join(opts.work_path or opts.image_path, "restore.log"))
+        if resp is None or not resp.success:
+            raise _failed(f"cannot restore container {self.c.id}", self.opts.criu, "RESTORE", resp,
+                          os.path.join(opts.work_path or opts.image_path, "restore.log"))
         if not self.saved:
             raise RuntimeFailure("criu restored nothing (no post-restore notification)")
         self._drop_criu_root()

@@ -469,7 +469,7 @@ def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 def cmd_features(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .features import print_features
     _no_args(pos, "features")
-    print_features(sys.stdout)
+    print_features(sys.stdout, gflags.get("criu"))
     return 0
 
 

@@ -62,7 +62,7 @@ def problem(criu: str | None) -> str | None:
     errors = [ln for ln in lines if ln.startswith("Error")]
     why = (errors[0] if errors else lines[-1]) if lines else f"exit status {p.returncode}"
     ver = version_text(path)
-    return (f"criu {ver} ({path}) cannot work with kernel {os.uname().release}: criu check "
+    return (f"criu {ver} ({path}) is unusable with kernel {os.uname().release}: criu check "
             f"failed: {why} (install a criu release that supports this kernel, or boot a kernel "
             f"this criu supports)")
 
