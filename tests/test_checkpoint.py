@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -148,3 +149,28 @@ def test_refused_states_and_flags_as_runc(runp, bundle, tmp_path):
         assert p.returncode == 1 and message in p.stderr.decode(), (flags, p.stderr)
         assert runp.state(cid)["status"] == "running"
         runp("delete", "--force", cid)
+
+
+def test_null_stdio_is_the_containers_own(runp, bundle, tmp_path):
+    """Stdio that is the host's /dev/null (containerd's shim and conmon give detached containers
+    that stdin) is reopened as the container's /dev/null, as runc does: criu cannot checkpoint
+    a file on a mount the container does not have. runc side by side."""
+    rts = {"runp": runp.cmd()}
+    if RUNC:
+        rts["runc"] = [RUNC, "--root", str(tmp_path / "runc-root")]
+    # the mount the fd is on must be one the container has
+    bundle.set_args("sh", "-c", "id=$(grep mnt_id /proc/self/fdinfo/0 | tr -dc 0-9); "
+                    "grep -c \"^$id \" /proc/self/mountinfo")
+    for name, cmd in rts.items():
+        cid = new_id(name)
+        out = tmp_path / f"{name}.out"
+        try:   # detached: in the foreground runc gives the container pipes of its own
+            with open(os.devnull) as null, open(out, "w") as o:
+                subprocess.run(cmd + ["run", "-d", "--bundle", str(bundle.path), cid], stdin=null,
+                               stdout=o, stderr=o, timeout=60, check=True)
+            deadline = time.monotonic() + 30
+            while not out.read_text().strip() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert out.read_text().strip() == "1", (name, out.read_text())
+        finally:
+            force_delete(cmd, cid)
