@@ -61,12 +61,13 @@ CG_MODES = ("soft", "full", "strict", "ignore")
 # criu reads a configuration file that overrides RPC options (criu >= 3.11); the annotation
 # org.criu.config names another one ("" for none), as with runc (which reads runc.conf)
 CRIU_CONFIG = "/etc/criu/runp.conf"
-# criu versions as runc compares them
-CRIU_EXT_NET, CRIU_EXT_PID = 31100, 31500
+# (runc asks criu's version before it declares external network (criu 3.11) and pid (3.15)
+# namespaces or sets an LSM profile (3.16); runp needs a criu of 3.15 or later anyway, Debian
+# 12 has 3.17, and an older one refuses what it does not know: no extra criu run to ask)
 
 
 class Options:
-    """The flags of one checkpoint or restore (CLI names, with `-` as `_`)."""
+    """The flags of one checkpoint or restore, checked as runc checks them."""
 
     def __init__(self, flags: dict, criu: str | None) -> None:
         self.flags = flags
@@ -227,7 +228,7 @@ def checkpoint(root: str, container_id: str, criu: str | None, flags: dict | Non
         status_fd = int(opts.flags.get("status-fd") or -1)
         pre = opts.on("pre-dump")
         if not pre:
-            for dest, _src in _external_mounts(spec, st.rootfs) + _cgroup_binds(spec, st.cgroup):
+            for dest in dict(_external_mounts(spec, st.rootfs) + _cgroup_binds(spec, st.cgroup)):
                 o.ext_mnt.add(key=dest, val=dest)
             for p in spec.linux.masked_paths:
                 try:
@@ -404,12 +405,11 @@ class Restorer:
                 from .linux.namespaces import PROC_NAMES
                 o.join_ns.add(ns=PROC_NAMES[ns.type], ns_file=ns.path)
         self._make_mountpoints()
-        for dest, src in _external_mounts(spec, spec.root_path):
+        ext = dict(_external_mounts(spec, spec.root_path) + _cgroup_binds(spec, self.cgroup.to_dict()))
+        if spec.linux.masked_paths:  # the masked files' key in the image (see checkpoint)
+            ext["/dev/null"] = "/dev/null"
+        for dest, src in ext.items():
             o.ext_mnt.add(key=dest, val=src)
-        for dest, src in _cgroup_binds(spec, self.cgroup.to_dict()):
-            o.ext_mnt.add(key=dest, val=src)
-        if spec.linux.masked_paths:
-            o.ext_mnt.add(key="/dev/null", val="/dev/null")
         from . import jsonlite as jl
         with open(os.path.join(opts.image_path, DESCRIPTORS), "rb") as f:
             descriptors = jl.loads(f.read())
@@ -418,11 +418,15 @@ class Restorer:
                 o.inherit_fd.add(key=target, fd=i)
 
         def join(pid: int) -> None:
-            # criu runs in the container's cgroup; on v1 its paths are the restored tree's roots
+            # criu runs in the container's cgroup, and its paths there are the restored tree's
+            # roots (cg_root): runc sets them for v1 only, and on cgroup v2 a restore into
+            # another id then lands in the checkpointed container's cgroup (seen in the VM)
             self.cgroup.add_pid(pid)
-            if self.cgroup.mode != "v2":
-                for ctrl, cdir in _proc_cgroups(pid).items():
+            for ctrl, cdir in _proc_cgroups(pid).items():
+                if ctrl:
                     o.cg_root.add(ctrl=ctrl, path=cdir)
+                else:  # cgroup2: the root of every controller not named
+                    o.cg_root.add(path=cdir)
 
         swrk = criu_mod.Swrk(self.criu_path, stdio=None if _has_tty(spec) else (0, 1, 2),
                              extra_fds=extra, cgroup_join=join)
@@ -574,11 +578,10 @@ def _has_tty(spec) -> bool:
 
 
 def _proc_cgroups(pid: int) -> dict[str, str]:
-    """v1 controller -> cgroup path of `pid` (/proc/<pid>/cgroup), for cg_root."""
+    """v1 controllers ("" for cgroup2) -> cgroup path of `pid` (/proc/<pid>/cgroup)."""
     out = {}
     with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if ctrls:
-                out[ctrls] = path
+            out[ctrls] = path
     return out
