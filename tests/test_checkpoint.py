@@ -174,3 +174,22 @@ def test_null_stdio_is_the_containers_own(runp, bundle, tmp_path):
             assert out.read_text().strip() == "1", (name, out.read_text())
         finally:
             force_delete(cmd, cid)
+
+
+@pytest.mark.skipif(CRIU is None, reason="criu is not installed")
+def test_criu_answers_over_its_rpc_socket():
+    """The swrk client (runtime/criu.py) works where criu's kernel probe fails: the VERSION
+    request needs none, and its answer matches `criu --version`."""
+    from runtime import criu
+    major, minor, sub = (criu.version(CRIU) // 10000, criu.version(CRIU) // 100 % 100,
+                         criu.version(CRIU) % 100)
+    assert criu.version_text(CRIU).split(".")[:3] == [str(major), str(minor), str(sub)]
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_swrk(p)], "criu left running"
+
+
+def _is_swrk(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[1:2] == [b"swrk"]
+    except OSError:
+        return False
