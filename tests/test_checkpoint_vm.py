@@ -35,7 +35,7 @@ COUNTER = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.1; done"
 # podman and containerd (tests/integration/conftest.py sets them up privately) in the same boot
 INNER_TESTS = ["tests/test_checkpoint_vm.py", "tests/integration/test_checkpoint_engines.py"]
 BUDGET = 6 * 60       # seconds the VM part may take in CI (about 5: boot 25 s, tests 270 s)
-VM_TIMEOUT = 15 * 60  # past this hack/v2vm kills QEMU (exit 124)
+VM_TIMEOUT = 30 * 60  # past this hack/v2vm kills QEMU (exit 124): a loaded host is slow
 
 
 # --- on the host: boot the VM once, run this file's tests there -------------------------------
