@@ -320,10 +320,10 @@ def restore(root: str, container_id: str, criu: str | None, flags: dict | None =
         raise
     if detach:
         return 0
-    return _foreground(c, r.pid, opts)
+    return _foreground(c, r.pid)
 
 
-def _foreground(c, pid: int, opts: Options) -> int:
+def _foreground(c, pid: int) -> int:
     """Wait as `run` does: signals forwarded, the exit status returned, the container deleted."""
     import _signal
 
