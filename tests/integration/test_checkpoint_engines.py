@@ -27,7 +27,8 @@ def _criu_problem() -> str | None:
                            text=True, timeout=60)
     except OSError as e:
         return f"criu: {e}"
-    return None if p.returncode == 0 else f"criu check fails here: {p.stdout.strip()[-200:]}"
+    errors = [ln for ln in p.stdout.splitlines() if ln.startswith("Error")] or [p.stdout.strip()]
+    return None if p.returncode == 0 else f"criu check fails here: {errors[0]}"
 
 
 PROBLEM = _criu_problem()
