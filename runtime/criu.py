@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
-import socket
-import struct
 
 from .errors import RuntimeFailure
+from .linux import fdpass
 
 INSTALL_HINT = "Debian: apt-get install criu"
 
@@ -29,8 +27,8 @@ def find(path: str | None) -> str | None:
     path = path or "criu"
     if "/" in path:
         return path if os.access(path, os.X_OK) else None
-    return shutil.which(path) or next((p for p in (f"/usr/sbin/{path}", f"/sbin/{path}")
-                                       if os.access(p, os.X_OK)), None)
+    dirs = os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/sbin"]  # (not shutil: re)
+    return next((f"{d}/{path}" for d in dirs if d and os.access(f"{d}/{path}", os.X_OK)), None)
 
 
 _rpc = None
@@ -96,6 +94,9 @@ def version_text(path: str) -> str:
     return "?"
 
 
+RECV_MAX = 1 << 17  # criu's answers are small (runc reads 40 KiB)
+
+
 class CriuError(RuntimeFailure):
     pass
 
@@ -109,7 +110,7 @@ class Swrk:
         4, 5, ...; `cgroup_join(pid)` runs before any request (restore: criu joins the
         container's cgroup first, as runc's criuApplyCgroups)."""
         self.path = path
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        ours, theirs = fdpass.socketpair()
         self.sock = ours
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC) if stdio is None else -1
         want = list(stdio if stdio is not None else (null, null, null)) + [theirs.fileno(),
@@ -184,7 +185,7 @@ class Swrk:
     def close(self) -> None:
         """Hang up (criu exits when its socket closes) and reap it."""
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            self.sock.shutdown(2)  # SHUT_RDWR
         except OSError:
             pass
         self.sock.close()
@@ -196,15 +197,9 @@ class Swrk:
 
 def _recv(sock) -> tuple[bytes, list[int]]:
     """One message and the fds that came with it (orphan-pts-master sends the pty master)."""
-    data, anc, flags, _addr = sock.recvmsg(1 << 17, socket.CMSG_SPACE(16 * 4),
-                                           socket.MSG_CMSG_CLOEXEC)
-    if flags & socket.MSG_TRUNC:
-        raise OSError(0, "criu's answer is larger than 128 KiB")
-    fds: list[int] = []
-    for level, kind, payload in anc:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(payload) - len(payload) % 4
-            fds += list(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    data, fds = fdpass.recv_fds(sock, RECV_MAX, 16)
+    if len(data) >= RECV_MAX:
+        raise OSError(0, f"criu's answer is larger than {RECV_MAX} bytes")
     return data, fds
 
 
