@@ -82,7 +82,7 @@ commands:
   exec     execute new process inside the container
   ps       list container processes    update   update container resource constraints
   events   stats and OOM events        features show the enabled features
-  checkpoint, restore    need criu (they fail with the reason when it cannot work)
+  checkpoint, restore    with criu (they fail with the reason when it cannot work here)
 
 global options:
   --root value        root directory for storage of container state (default: "/run/runp",
@@ -92,6 +92,7 @@ global options:
   --debug             enable debug logging
   --systemd-cgroup    use the systemd cgroup driver
   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto') (default: "auto")
+  --criu value        path to the criu binary used for checkpoint and restore (default: "criu")
   --version, -v       print the version
 """
 
@@ -474,7 +475,7 @@ def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 def cmd_features(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .features import print_features
     _no_args(pos, "features")
-    print_features(sys.stdout)
+    print_features(sys.stdout, gflags.get("criu"))
     return 0
 
 
@@ -503,16 +504,16 @@ def cmd_events(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 def cmd_checkpoint(root: str, args: list[str], gflags: dict) -> int:
     from .checkpoint import CHECKPOINT_FLAGS, checkpoint
-    _, pos = parse_flags(args, CHECKPOINT_FLAGS)
-    checkpoint(root, _one_id(pos, "checkpoint"), gflags.get("criu"))
+    flags, pos = parse_flags(args, CHECKPOINT_FLAGS)
+    checkpoint(root, _one_id(pos, "checkpoint"), gflags.get("criu"), flags)
     return 0
 
 
 def cmd_restore(root: str, args: list[str], gflags: dict) -> int:
     from .checkpoint import RESTORE_FLAGS, restore
-    _, pos = parse_flags(args, RESTORE_FLAGS)
-    restore(root, _one_id(pos, "restore"), gflags.get("criu"))
-    return 0
+    flags, pos = parse_flags(args, RESTORE_FLAGS)
+    return restore(root, _one_id(pos, "restore"), gflags.get("criu"), flags,
+                   systemd_cgroup=bool(gflags.get("systemd-cgroup")))
 
 
 STOP_AT_POSITIONAL = {"exec", "ps"}

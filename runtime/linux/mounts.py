@@ -552,6 +552,7 @@ class RootfsBuilder:
     def finish(self) -> None:
         """Deferred read-only mounts, read-only paths, masked paths, read-only root."""
         lx = self.spec.linux
+        self._reopen_dev_null()
         self._read_only_now()
         for p in lx.readonly_paths:
             self._readonly(p)
@@ -622,6 +623,24 @@ class RootfsBuilder:
         finally:
             os.close(fd)
 
+    def _reopen_dev_null(self) -> None:
+        """Stdio that is a null device (the caller's, the host's /dev/null: containerd's shim
+        gives detached tasks that stdin) becomes the container's own /dev/null, as runc's
+        reOpenDevNull does: criu cannot checkpoint a file on a mount the container lacks
+        ("Can't lookup mount=N for fd=0 path=/dev/null", seen with `ctr task checkpoint`)."""
+        mine = [fd for fd in (0, 1, 2) if _is_null(fd)]
+        if not mine:
+            return
+        try:
+            null = os.open(paths.fd_path(self._dev_null()), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return  # no /dev/null (or /proc) in the container: the caller's stays
+        try:
+            for fd in mine:
+                os.dup2(null, fd)
+        finally:
+            os.close(null)
+
     def _dev_null(self) -> int:
         """An O_PATH fd of the container's /dev/null (resolved in the root), verified to be the
         null device: a /dev/null that leads to another file would be bound over every masked
@@ -637,6 +656,14 @@ class RootfsBuilder:
                 raise OSError(errno.EINVAL, "/dev/null is not the null device (char 1:3)")
             self._null = fd
         return self._null
+
+
+def _is_null(fd: int) -> bool:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
 
 
 def _check_existing_device(pfd: int, name: str, path: str, typ: str, major: int, minor: int) -> None:
