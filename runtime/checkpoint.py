@@ -325,21 +325,9 @@ def restore(root: str, container_id: str, criu: str | None, flags: dict | None =
 
 def _foreground(c, pid: int) -> int:
     """Wait as `run` does: signals forwarded, the exit status returned, the container deleted."""
-    import _signal
-
     from . import run
-
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for s in run.FORWARDED:
-        try:
-            _signal.signal(s, forward)
-        except (OSError, ValueError):
-            pass
+    from .signals import Forwarder
+    Forwarder().to(pid)
     try:
         return run._wait(pid)
     finally:
