@@ -3,7 +3,8 @@
 The syscall numbers are checked against libseccomp for every architecture (libseccomp's tables
 come from the kernel's), every number and ioctl against the kernel's own uapi headers where
 Debian's linux-libc-dev-*-cross packages are installed (hack/setup installs them), the native
-choice against what libseccomp and termios say about this machine.
+choice against what libseccomp and termios say about this machine. test_arm64_run runs runp
+and a part of this suite in an arm64 Debian root under qemu-user (hack/arm64).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,34 @@ def test_signal_names_are_the_c_librarys():
     assert cli.parse_signal(str(signal.SIGRTMAX)) == signal.SIGRTMAX
     with pytest.raises(cli.UsageError):
         cli.parse_signal(str(signal.SIGRTMAX + 1))
+
+
+# --- the arm64 run -----------------------------------------------------------------------------
+
+ARM64 = TOP / "hack" / "arm64"
+
+
+@pytest.mark.skipif(os.environ.get("RUNP_SKIP_VM") == "1", reason="RUNP_SKIP_VM=1")
+@pytest.mark.skipif(os.environ.get("RUNP_ARM64") == "1", reason="already inside the arm64 run")
+@pytest.mark.skipif(os.geteuid() != 0, reason="hack/arm64 needs root (apt-get, chroot, mounts)")
+def test_arm64_run(capsys):
+    """hack/arm64: runp's lifecycle and a part of this suite in an arm64 Debian root under
+    qemu-user; what the emulation cannot do is skipped there with the reason it found."""
+    t0 = time.monotonic()
+    r = subprocess.run([str(ARM64)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=3600)
+    took = time.monotonic() - t0
+    if r.returncode == 77:   # hack/arm64: the emulation cannot be set up here
+        pytest.skip(r.stdout.strip().splitlines()[-1])
+    summary = [line for line in r.stdout.splitlines() if re.search(r"\d+ passed", line)]
+    with capsys.disabled():
+        print(f"\n[hack/arm64 took {took:.0f} s]\n" + "\n".join(
+            line for line in r.stdout.splitlines() if line.startswith("arm64:")), *summary[-1:],
+              sep="\n")
+    assert r.returncode == 0, r.stdout[-6000:]
+    assert "arm64: architecture aarch64" in r.stdout, r.stdout[-3000:]
+    assert "arm64: lifecycle passed" in r.stdout, r.stdout[-3000:]
+    assert summary, r.stdout[-3000:]
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|error)", summary[-1])}
+    assert counts.get("failed", 0) == 0 and counts.get("error", 0) == 0, summary[-1]
+    assert counts["passed"] >= 60, summary[-1]
