@@ -140,6 +140,102 @@ def test_this_machine_is_detected_as_libseccomp_and_termios_see_it():
     assert arch.BIG_ENDIAN == (arch.ARCHES[arch.NAME][2] == "big")
 
 
+def _in_child(fn) -> str:
+    """fn() in a forked child (which may change its namespaces, credentials, scheduling):
+    "" when it returned, else what went wrong."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            fn()
+            os._exit(0)
+        except BaseException as e:  # noqa: BLE001 - the child must not return into pytest
+            os.write(w, f"{type(e).__name__}: {e}".encode())
+        os._exit(1)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        err = f.read().decode()
+    os.waitpid(pid, 0)
+    return err
+
+
+def test_each_number_reaches_its_call(tmp_path):
+    """Each syscall made by number does what it is called for on this machine (in the arm64
+    run: with aarch64's numbers), observed from the outside, not by its return value alone."""
+    from runtime.linux import capabilities, sched, seccomp
+    from runtime.linux import sys as lsys
+
+    def capset():
+        capabilities.capset(frozenset({0}), frozenset({0}), frozenset())   # CAP_CHOWN alone
+        eff = [x for x in Path("/proc/self/status").read_text().splitlines()
+               if x.startswith("CapEff:")]
+        assert eff == ["CapEff:\t0000000000000001"], eff
+
+    def pivot_root():
+        new = tmp_path / "newroot"
+        lsys.unshare(lsys.CLONE_NEWNS)
+        lsys.mount(None, "/", None, lsys.MS_REC | lsys.MS_PRIVATE)
+        lsys.mount("tmpfs", str(new), "tmpfs")
+        (new / "old").mkdir()
+        (new / "marker").write_text("")
+        os.chdir(new)
+        lsys.pivot_root(".", "old")
+        os.chdir("/")
+        assert sorted(os.listdir("/")) == ["marker", "old"], os.listdir("/")
+        lsys.umount2("/old", lsys.MNT_DETACH)
+
+    def sched_setattr():
+        sched.apply({"policy": "SCHED_BATCH"}, None, None)
+        assert os.sched_getscheduler(0) == os.SCHED_BATCH
+
+    (tmp_path / "newroot").mkdir()
+    checks = [capset, pivot_root, sched_setattr]
+    failed = {fn.__name__: err for fn in checks if (err := _in_child(fn))}
+    assert not failed, failed
+
+    # pidfd_getfd: a copy of a child's fd is the same open file
+    with open(tmp_path / "f", "w") as f:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        try:
+            fd = seccomp.pidfd_getfd(pid, f.fileno())
+            try:
+                assert os.path.sameopenfile(fd, f.fileno())
+            finally:
+                os.close(fd)
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+
+
+def test_keyctl_number_reaches_keyctl():
+    """The container's fresh session keyring (namespaces.new_session_keyring) is made by the
+    table's keyctl: it then shows in /proc/keys under its name."""
+    import errno
+
+    from runtime.linux import namespaces
+    from runtime.linux import sys as lsys
+    if not Path("/proc/keys").exists():
+        pytest.skip("no /proc/keys: a kernel without keyrings")
+
+    def keyctl():
+        if lsys.syscall(lsys.NR["keyctl"], 1, b"_ses.runp-arch-probe") == -1 and \
+                lsys.get_errno() == errno.ENOSYS:
+            raise NotImplementedError
+        namespaces.new_session_keyring("runp-arch-test")
+        keys = Path("/proc/keys").read_text()
+        assert "_ses.runp-arch-test" in keys, keys
+
+    err = _in_child(keyctl)
+    if err.startswith("NotImplementedError"):
+        pytest.skip("keyctl(2) answers ENOSYS here (a kernel or an emulator without it): runp "
+                    "keeps the caller's session keyring, as on a kernel without keys")
+    assert not err, err
+
+
 def test_detect():
     assert arch.detect("x86_64", 64, "little") == "x86_64"
     assert arch.detect("x86_64", 32, "little") == "i386"           # i386 userland, amd64 kernel
