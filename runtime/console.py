@@ -70,7 +70,7 @@ def setup_in_container(rootfs, console_fd: int, size: tuple[int, int] | None) ->
         if size:
             set_size(master, size[0], size[1])
         if rootfs is not None:
-            rootfs.setup_console(f"/proc/self/fd/{slave}")
+            rootfs.setup_console(slave)
         sock = _socket.socket(fileno=console_fd)
         try:
             fdpass.send_fds(sock, name.encode(), [master])
@@ -82,10 +82,6 @@ def setup_in_container(rootfs, console_fd: int, size: tuple[int, int] | None) ->
     finally:
         os.close(master)
     return slave
-
-
-def make_controlling(fd: int) -> None:
-    fcntl.ioctl(fd, IOCTL["TIOCSCTTY"], 0)
 
 
 def recv_master(sock) -> tuple[int, str]:

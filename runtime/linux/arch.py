@@ -48,25 +48,28 @@ SYSCALLS = {
     "sched_setattr": (314, 351, 274, 380, 355, 345, 274, 5309, 4349),
     "seccomp":       (317, 354, 277, 383, 358, 348, 277, 5312, 4352),
     "bpf":           (321, 357, 280, 386, 361, 351, 280, 5315, 4355),
+    "set_mempolicy": (238, 276, 237, 321, 261, 270, 237, 5229, 4270),
     # since Linux 5.2 the new calls have one number everywhere (+4000 o32, +5000 n64)
     "open_tree":     (428, 428, 428, 428, 428, 428, 428, 5428, 4428),
     "move_mount":    (429, 429, 429, 429, 429, 429, 429, 5429, 4429),
+    "fsopen":        (430, 430, 430, 430, 430, 430, 430, 5430, 4430),
+    "fsconfig":      (431, 431, 431, 431, 431, 431, 431, 5431, 4431),
+    "fsmount":       (432, 432, 432, 432, 432, 432, 432, 5432, 4432),
     "close_range":   (436, 436, 436, 436, 436, 436, 436, 5436, 4436),
     "openat2":       (437, 437, 437, 437, 437, 437, 437, 5437, 4437),
-    "pidfd_getfd":   (438, 438, 438, 438, 438, 438, 438, 5438, 4438),
+    "faccessat2":    (439, 439, 439, 439, 439, 439, 439, 5439, 4439),
     "mount_setattr": (442, 442, 442, 442, 442, 442, 442, 5442, 4442),
 }
 
 # Terminal ioctls: _IOC() puts the direction in 2 bits at bit 30 with READ=2 WRITE=1
 # (asm-generic), in 3 bits at bit 29 with READ=2 WRITE=4 NONE=1 on powerpc and mips, and those
-# two number the window-size and controlling-tty requests differently too.
+# two number the window-size requests differently too.
 _GENERIC_IOCTLS = {"TIOCGPTN": 0x80045430, "TIOCSPTLCK": 0x40045431, "TIOCGPTPEER": 0x5441,
-                   "TIOCGWINSZ": 0x5413, "TIOCSWINSZ": 0x5414, "TIOCSCTTY": 0x540E}
-_PPC_IOCTLS = {"TIOCGPTN": 0x40045430, "TIOCSPTLCK": 0x80045431, "TIOCGPTPEER": 0x20005441,
-               "TIOCGWINSZ": 0x40087468, "TIOCSWINSZ": 0x80087467, "TIOCSCTTY": 0x540E}
-_MIPS_IOCTLS = {**_PPC_IOCTLS, "TIOCSCTTY": 0x5480}
-IOCTLS = {name: _MIPS_IOCTLS if name.startswith("mips") else
-          _PPC_IOCTLS if name.startswith("ppc") else _GENERIC_IOCTLS for name in ARCHES}
+                   "TIOCGWINSZ": 0x5413, "TIOCSWINSZ": 0x5414}
+_PPC_MIPS_IOCTLS = {"TIOCGPTN": 0x40045430, "TIOCSPTLCK": 0x80045431, "TIOCGPTPEER": 0x20005441,
+                    "TIOCGWINSZ": 0x40087468, "TIOCSWINSZ": 0x80087467}
+IOCTLS = {name: _PPC_MIPS_IOCTLS if name.startswith(("ppc", "mips")) else _GENERIC_IOCTLS
+          for name in ARCHES}
 
 # (os.uname().machine, pointer bits, byte order) -> architecture. uname names the kernel's;
 # a 32-bit interpreter on a 64-bit kernel uses the 32-bit ABI (compat syscalls).

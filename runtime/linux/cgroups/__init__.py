@@ -445,8 +445,9 @@ class Manager:
             raise common.not_supported(field, "no devices cgroup controller")
         if w[0] == "v1":
             devices.set_v1(w[1], all_rules, len(rules), field)
-        else:
-            devices.set_v2(w[1], all_rules, len(rules), field)
+        else:  # cgroup v2 has no devices files: an eBPF program does it
+            from . import bpf
+            bpf.set_v2(w[1], all_rules, len(rules), field)
 
     # --- processes ------------------------------------------------------------------------
 
@@ -562,16 +563,6 @@ class Manager:
             from . import v1
             return v1.oom_kills(w[1])
         return common.read_keyed(w[1], "memory.events").get("oom_kill", 0)
-
-    def memory_events(self) -> dict[str, int]:
-        """v2 memory.events (low, high, max, oom, oom_kill, ...); v1: oom_kill and under_oom
-        from memory.oom_control."""
-        w = self.where("memory")
-        if w is None:
-            return {}
-        if w[0] == "v1":
-            return common.read_keyed(w[1], "memory.oom_control")
-        return common.read_keyed(w[1], "memory.events")
 
     def delegate(self, uid: int, gid: int = -1) -> None:
         """Give the container's cgroup2 directory to uid (runtime-spec "Cgroup ownership":
