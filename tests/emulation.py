@@ -4,9 +4,9 @@ pytest plugin that reports a test failing on exactly that as skipped, with the r
 qemu-user runs a thread of its own (RCU) in every emulated process, forked ones too, so the
 kernel refuses what it allows only single-threaded processes: joining a mount namespace
 (setns, hence `runp exec`) and creating a user namespace. It does not pass seccomp(2) through
-(a filter would judge the host syscalls qemu makes), nor, in 10.0, mount_setattr(2). Each is
-tried in a forked child; where it works, nothing is skipped. Not a test module: `python
-tests/emulation.py` prints the limits, `pytest -p emulation` loads the plugin.
+(a filter would judge the host syscalls qemu makes), nor, in 10.0, mount_setattr(2) and
+fsopen(2). Each is tried in a forked child; where it works, nothing is skipped. Not a test
+module: `python tests/emulation.py` prints the limits, `pytest -p emulation` loads the plugin.
 """
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def _mount_setattr() -> None:
 
 def _new_mount() -> None:
     from runtime.linux import sys as lsys
+    lsys.unshare(lsys.CLONE_NEWNS)
     os.close(lsys.new_mount("tmpfs", {"source": "tmpfs"}, 0))   # detached: gone when closed
 
 
