@@ -18,8 +18,9 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _in_child(fn) -> str:
-    """Run fn in a forked child; "" if it returned, else the error it raised."""
+def in_child(fn) -> str:
+    """fn() in a forked child (which may change its namespaces, credentials, scheduling): ""
+    when it returned, else what it raised (an OSError as its message alone, as runp words it)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -102,7 +103,7 @@ def limits() -> dict[str, str]:
     threads = len(os.listdir("/proc/self/task"))
     found = {}
     for probe, what, cause, also in _PROBES:
-        err = _in_child(probe)
+        err = in_child(probe)
         if err:
             for sign in (err, *also):
                 found[sign] = f"{what}: {err} ({cause.format(threads)})"

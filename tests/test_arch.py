@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RUNP, TOP, new_id
+from emulation import in_child
 from runtime.linux import arch
 
 # Debian triplet of each architecture's cross headers, and what the compiler would define
@@ -140,26 +141,6 @@ def test_this_machine_is_detected_as_libseccomp_and_termios_see_it():
     assert arch.BIG_ENDIAN == (arch.ARCHES[arch.NAME][2] == "big")
 
 
-def _in_child(fn) -> str:
-    """fn() in a forked child (which may change its namespaces, credentials, scheduling):
-    "" when it returned, else what went wrong."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        try:
-            fn()
-            os._exit(0)
-        except BaseException as e:  # noqa: BLE001 - the child must not return into pytest
-            os.write(w, f"{type(e).__name__}: {e}".encode())
-        os._exit(1)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        err = f.read().decode()
-    os.waitpid(pid, 0)
-    return err
-
-
 def test_each_number_reaches_its_call(tmp_path):
     """Each syscall made by number does what it is called for on this machine (in the arm64
     run: with aarch64's numbers), observed from the outside, not by its return value alone."""
@@ -191,7 +172,7 @@ def test_each_number_reaches_its_call(tmp_path):
 
     (tmp_path / "newroot").mkdir()
     checks = [capset, pivot_root, sched_setattr]
-    failed = {fn.__name__: err for fn in checks if (err := _in_child(fn))}
+    failed = {fn.__name__: err for fn in checks if (err := in_child(fn))}
     assert not failed, failed
 
 
@@ -213,7 +194,7 @@ def test_keyctl_number_reaches_keyctl():
         keys = Path("/proc/keys").read_text()
         assert "_ses.runp-arch-test" in keys, keys
 
-    err = _in_child(keyctl)
+    err = in_child(keyctl)
     if err.startswith("NotImplementedError"):
         pytest.skip("keyctl(2) answers ENOSYS here (a kernel or an emulator without it): runp "
                     "keeps the caller's session keyring, as on a kernel without keys")
