@@ -14,6 +14,7 @@ import gc
 # then wait for a container for long (run, exec in the foreground, events) turn it back on.
 gc.disable()
 
+import _signal  # a built-in module, loaded at start-up: the signal numbers
 import os
 import sys
 
@@ -313,14 +314,10 @@ def cmd_state(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     return 0
 
 
-# Linux signal numbers (x86, arm, most others); the signal module's enums cost milliseconds
-SIGNALS = {
-    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
-    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
-    "STKFLT": 16, "CHLD": 17, "CLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21,
-    "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28,
-    "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
-}
+# Signal numbers by name, from the C library (mips numbers them its own way); _signal, as the
+# signal module's enums cost milliseconds
+SIGNALS = {n[3:]: v for n, v in vars(_signal).items()
+           if n.startswith("SIG") and n[3:4] != "_" and not n.startswith("SIGRT")}
 
 
 def parse_signal(s: str) -> int:
@@ -328,7 +325,7 @@ def parse_signal(s: str) -> int:
     kill(2)'s liveness probe: nothing is sent, the container must be there to receive it."""
     if s.isdigit():
         n = int(s)
-        if not 0 <= n < 65:
+        if not 0 <= n <= _signal.SIGRTMAX:
             raise UsageError(f"invalid signal number {s}")
         return n
     name = s.upper()
@@ -336,12 +333,13 @@ def parse_signal(s: str) -> int:
         name = name[3:]
     if name in SIGNALS:
         return SIGNALS[name]
-    for base, n0, sign in (("RTMIN", 34, 1), ("RTMAX", 64, -1)):
+    lo, hi = _signal.SIGRTMIN, _signal.SIGRTMAX
+    for base, n0, sign in (("RTMIN", lo, 1), ("RTMAX", hi, -1)):
         if name == base:
             return n0
         if name.startswith(base) and name[5:6] in "+-" and name[6:].isdigit():
             n = n0 + sign * int(name[6:]) if name[5] == ("+" if sign > 0 else "-") else 0
-            if 34 <= n <= 64:
+            if lo <= n <= hi:
                 return n
     raise UsageError(f"unknown signal {s!r}")
 
