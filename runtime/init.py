@@ -119,13 +119,24 @@ def fork_init(spec: Spec) -> int:
     if not namespaces.wants_new(spec.linux.namespaces, "pid"):
         return os.fork()
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    pid = -1
     try:
-        lsys.unshare(lsys.CLONE_NEWPID)
+        lsys.unshare(lsys.CLONE_NEWPID)  # failed: nothing to go back from, its error stands
+    except BaseException:
+        os.close(own)
+        raise
+    try:
         pid = os.fork()
-    finally:
-        if pid != 0:
+    except BaseException:
+        try:
             lsys.setns(own, lsys.CLONE_NEWPID)
+        except OSError:
+            pass  # the fork's error is the one to report
+        os.close(own)
+        raise
+    if pid != 0:
+        try:
+            lsys.setns(own, lsys.CLONE_NEWPID)
+        finally:
             os.close(own)
     return pid
 
