@@ -278,15 +278,19 @@ class Container:
                     remove(st.extra["intel_rdt"])
                 except OSError as e:
                     log.warning(f"remove resctrl group: {e}")
-            if st.cgroup.get("systemd"):  # a scope: systemd removes it
-                from .linux.cgroups.systemd import stop_recorded
-                stop_recorded(st.cgroup)
-            elif st.cgroup:
-                from .linux.cgroup_recorded import remove_recorded
-                try:
+            # A cgroup that cannot be removed (still busy after the retries, a unit systemd
+            # will not stop) is reported and the rest removed all the same, as runc's destroy
+            # does: `delete` still succeeds (runc logs the error and exits 0), and no retried
+            # delete runs the poststop hooks a second time.
+            try:
+                if st.cgroup.get("systemd"):  # a scope: systemd removes it
+                    from .linux.cgroups.systemd import stop_recorded
+                    stop_recorded(st.cgroup)
+                elif st.cgroup:
+                    from .linux.cgroup_recorded import remove_recorded
                     remove_recorded(st.cgroup)
-                except OSError as e:
-                    log.warning(f"remove cgroup: {e}")
+            except (OSError, RuntimeFailure) as e:
+                log.error(f"container {self.id}: {e}")
         self.dir.remove()
 
     # --- pause / resume ---------------------------------------------------------------------------
