@@ -30,6 +30,7 @@ class Container:
         self._state: State | None = None
         self._spec: Spec | None = None
         self.console_master: int | None = None  # foreground terminal: the pty master
+        self.hooks_cwd: str | None = None  # poststop's cwd: the bundle when we created it (run)
 
     # --- reading state ---------------------------------------------------------------------------
     @property
@@ -93,7 +94,7 @@ class Container:
                opts: CreateOptions | None = None, *, foreground: bool = False) -> "Container":
         """Set up the container and leave its init blocked until start()."""
         self = cls(root, container_id)
-        bundle = os.path.abspath(bundle)
+        bundle = self.hooks_cwd = os.path.abspath(bundle)
         from .create import CreateOptions, Creator
         from .spec import load
         opts = opts or CreateOptions()
@@ -162,7 +163,9 @@ class Container:
             return
         if spec.hooks.get("poststart"):
             from . import hooks
-            hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log)
+            # from the bundle directory, as runc 1.1.5 (which runs them at create, from there)
+            hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log,
+                      cwd=spec.bundle)
 
     def _hook_state(self, spec: Spec, status: str) -> bytes:
         from .state import hook_state
@@ -265,7 +268,7 @@ class Container:
                 if spec is not None and spec.hooks.get("poststop"):
                     from . import hooks
                     hooks.run(spec, "poststop", self._hook_state(spec, "stopped"),
-                              warn_only=True, log=log)
+                              warn_only=True, log=log, cwd=self.hooks_cwd)
             if st.extra.get("host_rootfs_mount"):
                 from .linux.mounts import detach_rootfs
                 try:
