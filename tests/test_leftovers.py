@@ -170,3 +170,60 @@ def test_delete_with_busy_cgroup_removes_the_rest_and_reports(runp, bundle, tmp_
                 squatter.wait()
             force_delete(cmd, cid)
             _remove_cgroup(cgname)
+
+
+# --- 2. mount destinations inside /proc -----------------------------------------------------------
+
+def _in_proc_case(bundle, case: str) -> dict:
+    """Set up `case`; the mount it adds."""
+    marker = bundle.path / "marker"
+    marker.write_text("MARKER\n")
+    if case == "link-into-proc":  # an image symlink leading into the container's /proc
+        (bundle.rootfs / "evil").symlink_to("/proc/self/oom_score_adj")
+        return {"destination": "/evil", "type": "bind", "source": str(marker), "options": ["bind"]}
+    if case == "below-proc":
+        return {"destination": "/proc/foo/bar", "type": "bind", "source": str(bundle.path),
+                "options": ["rbind"]}
+    if case == "devpts-in-proc":
+        return {"destination": "/proc/xx", "type": "devpts", "source": "devpts"}
+    if case == "not-procfs-on-proc":
+        return {"destination": "/proc", "type": "bind", "source": str(bundle.path),
+                "options": ["rbind"]}
+    if case == "lxcfs-file":  # what lxcfs binds: allowed
+        return {"destination": "/proc/cpuinfo", "type": "bind", "source": str(marker),
+                "options": ["bind"]}
+    if case == "procfs-on-proc":  # a procfs (the host's) bound on /proc: allowed
+        return {"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]}
+    if case == "tmpfs-in-proc":  # runc 1.1.5 does not check tmpfs mounts
+        return {"destination": "/proc/driver", "type": "tmpfs", "source": "tmpfs"}
+    raise AssertionError(case)
+
+
+REFUSED = {"link-into-proc": "inside /proc", "below-proc": "inside /proc",
+           "devpts-in-proc": "inside /proc", "not-procfs-on-proc": "not of type proc"}
+
+
+@pytest.mark.parametrize("case", list(REFUSED) + ["lxcfs-file", "procfs-on-proc", "tmpfs-in-proc"])
+def test_mount_destination_inside_proc_as_runc(runp, bundle, tmp_path, case):
+    """runc 1.1.5 (checkProcMount, on the destination resolved in the rootfs after the mounts
+    before it) refuses a bind or a mount of another type (not proc, sysfs, mqueue, tmpfs,
+    cgroup) below /proc, but on the files lxcfs emulates, and on /proc itself anything but a
+    procfs. runp mounted them all: an over-mounted /proc file takes the writes meant for the
+    container's own (CVE-2025-52881). Refused in one line naming the mount's destination,
+    resolved inside the rootfs (an image symlink is followed as the container sees it)."""
+    bundle.config["mounts"].append(_in_proc_case(bundle, case))
+    index = len(bundle.config["mounts"]) - 1
+    bundle.set_args("sh", "-c", "head -1 /proc/cpuinfo")
+    out = run_both(runp, bundle, tmp_path)
+    for name, (code, err) in out.items():
+        if case in REFUSED:
+            assert code != 0 and REFUSED[case] in err, (name, code, err)
+        else:
+            assert code == 0, (name, err)
+    code, err = out["runp"]
+    if case in REFUSED:
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"config.json: mounts[{index}].destination: "), err
+        if case == "link-into-proc":
+            assert "it resolves to /proc/1/oom_score_adj in the rootfs" in err, err
+    assert not runp.ids()
