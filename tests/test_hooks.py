@@ -315,20 +315,32 @@ def hook_envs(cmd: list[str], bundle, logdir: Path, env_of_hooks) -> dict[str, l
             h["env"] = env_of_hooks
         hooks[k] = [h]
     bundle.set_args("sleep", "1000")
+    return whole_life(cmd, bundle, logdir, env=CALLER_ENV)
+
+
+def whole_life(cmd: list[str], bundle, logdir: Path, foreground: bool = False,
+               **kw) -> dict[str, list[str]]:
+    """The bundle's container through its whole life under `cmd` (create, start, kill,
+    delete; or `run` in the foreground), gone afterwards whatever happened; then what each
+    hook wrote into logdir/<kind>, {kind: lines}. `kw`: for subprocess.run (env, cwd)."""
     cid = new_id()
 
     def call(*args: str) -> None:
         with tempfile.TemporaryFile() as err:  # (not a pipe: the container inherits it)
-            p = subprocess.run(cmd + list(args), env=CALLER_ENV, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            p = subprocess.run(cmd + list(args), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, timeout=60, **kw)
             err.seek(0)
             assert p.returncode == 0, (args, err.read())
     try:
-        call("run", "-d", "-b", str(bundle.path), cid)
-        call("kill", cid, "KILL")
-        wait_for(lambda: b'"stopped"' in subprocess.run(cmd + ["state", cid],
-                                                        capture_output=True).stdout)
-        call("delete", cid)
+        if foreground:
+            call("run", "-b", str(bundle.path), cid)
+        else:
+            call("create", "-b", str(bundle.path), cid)
+            call("start", cid)
+            call("kill", cid, "KILL")
+            wait_for(lambda: b'"stopped"' in subprocess.run(cmd + ["state", cid],
+                                                            capture_output=True).stdout)
+            call("delete", cid)
     finally:
         subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
     out = {}
@@ -383,38 +395,13 @@ grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):" /proc/self/s
 
 
 def hook_creds(cmd: list[str], bundle, logdir: Path, caller: Path, foreground: bool) -> dict:
-    """One hook of each kind recording CREDS, through the container's whole life started from
-    `caller` as the working directory: create, start, kill, delete (or `run`, foreground);
-    {kind: its lines}."""
+    """One hook of each kind recording CREDS, through the container's whole life (whole_life)
+    run from `caller` as the working directory; {kind: its lines}."""
     bundle.config["hooks"] = {k: [{"path": "/bin/busybox", "args": [
         "sh", "-c", CREDS, "sh", k, "/hooklog" if k == "startContainer" else str(logdir)]}]
         for k in KINDS}
     bundle.write()
-    cid = new_id()
-
-    def call(*args: str) -> None:
-        with tempfile.TemporaryFile() as err:  # (not a pipe: the container inherits it)
-            p = subprocess.run(cmd + list(args), cwd=caller, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=err, timeout=60)
-            err.seek(0)
-            assert p.returncode == 0, (args, err.read())
-    try:
-        if foreground:
-            call("run", "-b", str(bundle.path), cid)
-        else:
-            call("create", "-b", str(bundle.path), cid)
-            call("start", cid)
-            call("kill", cid, "KILL")
-            wait_for(lambda: b'"stopped"' in subprocess.run(cmd + ["state", cid],
-                                                            capture_output=True).stdout)
-            call("delete", cid)
-    finally:
-        subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
-    out = {}
-    for k in KINDS:
-        out[k] = (logdir / k).read_text().splitlines()
-        (logdir / k).unlink()
-    return out
+    return whole_life(cmd, bundle, logdir, foreground, cwd=caller)
 
 
 def _status_line(name: str) -> str:
