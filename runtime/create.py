@@ -314,8 +314,9 @@ class Creator:
         state = hook_state(self.spec, self.id, "created", self.init_pid)
         if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
             from . import hooks
-            hooks.run(self.spec, "prestart", state)
-            hooks.run(self.spec, "createRuntime", state)
+            # from the bundle directory, where runc runs them (it changes into it at create)
+            hooks.run(self.spec, "prestart", state, cwd=self.spec.bundle)
+            hooks.run(self.spec, "createRuntime", state, cwd=self.spec.bundle)
         return state
 
     def _finish(self) -> None:
@@ -392,7 +393,7 @@ class Creator:
             from . import hooks
             from .state import hook_state
             hooks.run(self.spec, "poststop", hook_state(self.spec, self.id, "stopped", self.init_pid),
-                      warn_only=True, log=log)
+                      warn_only=True, log=log, cwd=self.spec.bundle)
         if self.host_ns_root is not None:
             from .linux.mounts import detach_rootfs, top_mount_id
             top = top_mount_id(self.spec.root_path)
