@@ -21,6 +21,7 @@ from .rootless import DEFAULT_ROOT  # noqa: F401  (one place: rootless picks the
 STATE_FILE = "state.json"
 FIFO_FILE = "exec.fifo"
 CONFIG_FILE = "config.json"
+CREATING_FILE = "creating.json"  # what a create in progress is about to make (create.py)
 
 
 def validate_id(container_id: str) -> None:
