@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,36 +35,27 @@ def become_subreaper() -> None:
 
 
 class Reaper:
-    """Spawns commands and collects every child's exit status (waitpid(-1))."""
+    """Spawns commands (posix_spawn: safe from worker threads) and collects every child's exit
+    status with waitpid(-1), under a lock so that worker threads can share it."""
 
     def __init__(self) -> None:
         self.statuses: dict[int, int] = {}
+        self.lock = threading.Lock()
 
     def spawn(self, argv: list[str], out: str, group: bool = False, stdin: str = "/dev/null",
               env: dict | None = None) -> int:
-        pid = os.fork()
-        if pid == 0:
-            try:
-                if group:
-                    os.setpgid(0, 0)
-                fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                inp = os.open(stdin, os.O_RDONLY)
-                os.dup2(inp, 0)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                if env is None:
-                    os.execv(argv[0], argv)
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
-        if group:
-            try:
-                os.setpgid(pid, pid)
-            except OSError:
-                pass
-        return pid
+        acts = [(os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                (os.POSIX_SPAWN_DUP2, 1, 2)]
+        kw = {"setpgroup": 0} if group else {}
+        return os.posix_spawn(argv[0], argv, os.environ if env is None else env,
+                              file_actions=acts, **kw)
 
     def reap(self) -> None:
+        with self.lock:
+            self._reap()
+
+    def _reap(self) -> None:
         while True:
             try:
                 pid, st = os.waitpid(-1, os.WNOHANG)
@@ -77,15 +69,15 @@ class Reaper:
         """The exit code (negative: killed by that signal), or None after `timeout`."""
         deadline = time.monotonic() + timeout
         delay = 0.0005
-        while pid not in self.statuses:
-            self.reap()
-            if pid in self.statuses:
-                break
+        while True:
+            with self.lock:
+                self._reap()
+                if pid in self.statuses:
+                    return os.waitstatus_to_exitcode(self.statuses.pop(pid))
             if time.monotonic() > deadline:
                 return None
             time.sleep(delay)
             delay = min(delay * 2, 0.01)
-        return os.waitstatus_to_exitcode(self.statuses.pop(pid))
 
     def run(self, argv: list[str], out: str, timeout: float, stdin: str = "/dev/null",
             env: dict | None = None) -> tuple[int | str, str]:
