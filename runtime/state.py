@@ -39,12 +39,16 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # a full disk may take part of it: the rest, or ENOSPC
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         os.rename(tmp, path)
-    except OSError:
+    except OSError as e:
         os.unlink(tmp)  # e.g. `path` is a directory: no temporary file is left behind
+        if e.filename is None:  # os.write's error names no file: the one meant (disk full)
+            raise OSError(e.errno, e.strerror, path) from None
         raise
 
 
