@@ -20,7 +20,7 @@ TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "tests"))
 sys.path.insert(0, str(TOP))
 
-from conftest import base_config, build_rootfs, cgroup_roots  # noqa: E402,F401
+from conftest import base_config, build_rootfs, cgroup_roots, proc_alive  # noqa: E402,F401
 
 PR_SET_CHILD_SUBREAPER = 36
 RUNP = str(TOP / ".venv" / "bin" / "runp")
@@ -40,6 +40,7 @@ class Reaper:
 
     def __init__(self) -> None:
         self.statuses: dict[int, int] = {}
+        self.spawned: set[int] = set()  # only their statuses are kept: see _reap
         self.lock = threading.Lock()
 
     def spawn(self, argv: list[str], out: str, group: bool = False, stdin: str = "/dev/null",
@@ -48,8 +49,11 @@ class Reaper:
                 (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
                 (os.POSIX_SPAWN_DUP2, 1, 2)]
         kw = {"setpgroup": 0} if group else {}
-        return os.posix_spawn(argv[0], argv, os.environ if env is None else env,
-                              file_actions=acts, **kw)
+        with self.lock:  # (so that _reap knows it before it can exit)
+            pid = os.posix_spawn(argv[0], argv, os.environ if env is None else env,
+                                 file_actions=acts, **kw)
+            self.spawned.add(pid)
+        return pid
 
     def reap(self) -> None:
         with self.lock:
@@ -63,7 +67,11 @@ class Reaper:
                 return
             if pid == 0:
                 return
-            self.statuses[pid] = st
+            # An orphan's status (a container init, a helper of a killed runp) is dropped:
+            # kept, it would be taken for the status of a later command given the same pid.
+            if pid in self.spawned:
+                self.spawned.discard(pid)
+                self.statuses[pid] = st
 
     def wait(self, pid: int, timeout: float) -> int | None:
         """The exit code (negative: killed by that signal), or None after `timeout`."""
@@ -106,15 +114,7 @@ def children() -> list[int]:
             out += [int(x) for x in Path(f"/proc/self/task/{t}/children").read_text().split()]
         except OSError:
             pass
-    return [k for k in out if not zombie(k)]
-
-
-def zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
+    return [k for k in out if proc_alive(k)]
 
 
 def cmdline(pid: int) -> str:
@@ -178,6 +178,9 @@ class HostCheck:
             self.new_interfaces |= net
             self.net0 |= net
         tmp = self._tmp() - self.tmp0
+        if tmp:  # one that goes at once is a create's at work (another script's, at the same time)
+            time.sleep(1)
+            tmp &= self._tmp()
         if tmp:
             out.append(f"left in /tmp: {sorted(tmp)}")
             self.tmp0 |= tmp

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOP, cgroup_roots, new_id
+from conftest import TOP, cgroup_roots, new_id, proc_alive
 
 SWEEP = TOP / "hack" / "kill-sweep"
 
@@ -96,12 +96,12 @@ def test_killed_create_leaves_nothing(runp, bundle, phase):
         left = [str(d) for d in _cgroup_dirs(path) if d.exists()]
         assert not left, left
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(proc_alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not [p for p in pids if _alive(p)]
+        assert not [p for p in pids if proc_alive(p)]
     finally:
         for p in pids:
-            if _alive(p):
+            if proc_alive(p):
                 os.kill(p, signal.SIGKILL)
         for d in _cgroup_dirs(path):
             try:
@@ -109,10 +109,3 @@ def test_killed_create_leaves_nothing(runp, bundle, phase):
             except OSError:
                 pass
 
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
