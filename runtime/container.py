@@ -305,7 +305,9 @@ class Container:
         from .linux.cgroup_recorded import remove_recorded
         mgr = cgroups.Manager.from_dict(cg)
         try:
-            if mgr.exists():
+            # only a cgroup this create made is ours to empty: one that existed before may hold
+            # another container's processes (create was killed before it checked)
+            if mgr.exists() and all(d in (cg.get("created") or []) for d in mgr.dirs()):
                 mgr.kill_all(_signal.SIGKILL)
             remove_recorded(cg)
         except (OSError, RuntimeFailure) as e:
