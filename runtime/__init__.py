@@ -1,6 +1,5 @@
 """runp: an OCI runtime in Python, a drop-in replacement for runc."""
 __version__ = "0.1.0"
-SPEC_VERSION = "1.3.0"  # the OCI runtime-spec version runp implements
 
 __all__ = ["Container", "__version__"]
 

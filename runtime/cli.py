@@ -17,7 +17,7 @@ gc.disable()
 import os
 import sys
 
-from . import SPEC_VERSION, __version__
+from . import __version__
 from .errors import RuntimeFailure, os_error_text
 from .log import log
 
@@ -32,6 +32,7 @@ CREATE_FLAGS = {
     "bundle": (("--bundle", "-b"), True), "console-socket": (("--console-socket",), True),
     "pid-file": (("--pid-file",), True), "no-pivot": (("--no-pivot",), False),
     "no-new-keyring": (("--no-new-keyring",), False), "preserve-fds": (("--preserve-fds",), True),
+    "pidfd-socket": (("--pidfd-socket",), True),
 }
 COMMANDS: dict[str, dict] = {
     "create": CREATE_FLAGS,
@@ -54,6 +55,7 @@ COMMANDS: dict[str, dict] = {
         "process-label": (("--process-label",), True), "apparmor": (("--apparmor",), True),
         "detach": (("--detach", "-d"), False), "pid-file": (("--pid-file",), True),
         "console-socket": (("--console-socket",), True), "preserve-fds": (("--preserve-fds",), True),
+        "pidfd-socket": (("--pidfd-socket",), True),
         "ignore-paused": (("--ignore-paused",), False), "cgroup": (("--cgroup",), "list"),
         "help": (("--help", "-h"), False),
     },
@@ -248,6 +250,7 @@ def _fail(msg: str, code: int, prefix: str = "runp: ") -> int:
 
 def version_text() -> str:
     from .features import libseccomp_version  # the binding has no version call: ask the C library
+    from .spec import SPEC_VERSION
     libseccomp = libseccomp_version() or "none"
     return (f"runp version {__version__}\ncommit: {__version__}\nspec: {SPEC_VERSION}\n"
             f"python: {sys.version.split()[0]}\nlibseccomp: {libseccomp}\n")
@@ -267,7 +270,7 @@ def _no_args(pos: list[str], cmd: str) -> None:
 
 
 def _create_opts(flags: dict, gflags: dict):
-    from .container import CreateOptions
+    from .create import CreateOptions
     from .rootless import parse_flag
     pf = flags.get("preserve-fds", "0")
     if not str(pf).isdigit():
@@ -276,7 +279,8 @@ def _create_opts(flags: dict, gflags: dict):
                          no_pivot=bool(flags.get("no-pivot")),
                          no_new_keyring=bool(flags.get("no-new-keyring")),
                          preserve_fds=int(pf), systemd_cgroup=bool(gflags.get("systemd-cgroup")),
-                         rootless=parse_flag(gflags.get("rootless")))
+                         rootless=parse_flag(gflags.get("rootless")),
+                         pidfd_socket=flags.get("pidfd-socket"))
 
 
 def cmd_create(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
@@ -290,7 +294,8 @@ def cmd_run(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .run import run
     cid = _one_id(pos, "run")
     return run(root, cid, flags.get("bundle") or ".", _create_opts(flags, gflags),
-               detach=bool(flags.get("detach")), keep=bool(flags.get("keep")))
+               detach=bool(flags.get("detach")), keep=bool(flags.get("keep")),
+               subreaper=not flags.get("no-subreaper"))
 
 
 def cmd_start(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
@@ -459,7 +464,8 @@ def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
         no_new_privs=flags.get("no-new-privs"), process_label=flags.get("process-label"),
         apparmor=flags.get("apparmor"), detach=bool(flags.get("detach")),
         pid_file=flags.get("pid-file"), console_socket=flags.get("console-socket"),
-        preserve_fds=int(pf), ignore_paused=bool(flags.get("ignore-paused")),
+        pidfd_socket=flags.get("pidfd-socket"), preserve_fds=int(pf),
+        ignore_paused=bool(flags.get("ignore-paused")),
         cgroup=flags.get("cgroup", []))
     return exec_in(root, pos[0], o)
 

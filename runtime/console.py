@@ -20,7 +20,6 @@ TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
 TIOCSWINSZ = 0x5414
 TIOCGWINSZ = 0x5413
-TIOCSCTTY = 0x540E
 
 
 def channel(console_socket: str | None) -> tuple[int, object]:
@@ -76,7 +75,7 @@ def setup_in_container(rootfs, console_fd: int, size: tuple[int, int] | None) ->
         if size:
             set_size(master, size[0], size[1])
         if rootfs is not None:
-            rootfs.setup_console(f"/proc/self/fd/{slave}")
+            rootfs.setup_console(slave)
         sock = _socket.socket(fileno=console_fd)
         try:
             fdpass.send_fds(sock, name.encode(), [master])
@@ -88,10 +87,6 @@ def setup_in_container(rootfs, console_fd: int, size: tuple[int, int] | None) ->
     finally:
         os.close(master)
     return slave
-
-
-def make_controlling(fd: int) -> None:
-    fcntl.ioctl(fd, TIOCSCTTY, 0)
 
 
 def recv_master(sock) -> tuple[int, str]:

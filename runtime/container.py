@@ -15,24 +15,13 @@ import _signal
 
 from .errors import ContainerNotFound, NotRunning, RuntimeFailure
 from .log import log
-from .state import CONFIG_FILE, CREATING_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir, proc_start_time
+from .state import (CONFIG_FILE, CREATING_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir,
+                    proc_start_time)
 
 TYPE_CHECKING = False  # the spec module is loaded only by the commands that need it
 if TYPE_CHECKING:
+    from .create import CreateOptions
     from .spec import Spec
-
-
-class CreateOptions:
-    def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
-                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
-                 systemd_cgroup: bool = False, rootless: bool | None = None) -> None:
-        self.pid_file = pid_file
-        self.console_socket = console_socket
-        self.no_pivot = no_pivot
-        self.no_new_keyring = no_new_keyring
-        self.preserve_fds = preserve_fds
-        self.systemd_cgroup = systemd_cgroup
-        self.rootless = rootless  # --rootless: True, False or None (auto; runtime/rootless.py)
 
 
 class Container:
@@ -104,19 +93,20 @@ class Container:
     def create(cls, root: str, container_id: str, bundle: str,
                opts: CreateOptions | None = None, *, foreground: bool = False) -> "Container":
         """Set up the container and leave its init blocked until start()."""
-        opts = opts or CreateOptions()
         self = cls(root, container_id)
         bundle = os.path.abspath(bundle)
-        from .create import Creator
+        from .create import CreateOptions, Creator
         from .spec import load
+        opts = opts or CreateOptions()
         spec = self._spec = load(bundle)
         log.phase("parse")
-        creator = Creator(self, spec, opts, foreground)
+        creator = Creator(self.dir, container_id, spec, opts, foreground)
         try:
             creator.run()
         except BaseException:
             creator.cleanup()
             raise
+        self._state, self.console_master = creator.state, creator.console_master
         return self
 
     # --- start ------------------------------------------------------------------------------------
@@ -209,7 +199,12 @@ class Container:
 
     def _kill_all(self, sig: int) -> None:
         if self.state.cgroup:
-            self.cgroup().kill_all(sig)
+            # containerd's shim sends `kill --all ID 9` after every container's exit: with
+            # nothing left in the cgroup, that is one file read, not the cgroup manager's
+            # import (measured: 13.0 -> 9.9 ms of CPU per call; runc about 5)
+            from .linux.cgroup_recorded import empty
+            if not empty(self.state.cgroup):
+                self.cgroup().kill_all(sig)
         elif self.alive():
             self._signal_init(sig)
 
@@ -278,6 +273,12 @@ class Container:
                     detach_rootfs(st.rootfs, st.extra["host_rootfs_mount"])
                 except OSError as e:
                     log.warning(f"unmount {st.rootfs}: {e}")
+            if st.extra.get("intel_rdt"):
+                from .linux.intelrdt import remove
+                try:
+                    remove(st.extra["intel_rdt"])
+                except OSError as e:
+                    log.warning(f"remove resctrl group: {e}")
             if st.cgroup.get("systemd"):  # a scope: systemd removes it
                 from .linux.cgroups.systemd import stop_recorded
                 stop_recorded(st.cgroup)

@@ -12,12 +12,26 @@ import time
 import _signal
 
 from . import spec as spec_mod
-from .container import Container, CreateOptions
 from .errors import RuntimeFailure
 from .linux import sys as lsys
 from .log import log
-from .state import (CONFIG_FILE, CREATING_FILE, FIFO_FILE, State, now_rfc3339, proc_start_time, write_atomic,
-                    write_pid_file)
+from .state import (CONFIG_FILE, CREATING_FILE, FIFO_FILE, State, StateDir, now_rfc3339,
+                    proc_start_time, write_atomic, write_pid_file)
+
+
+class CreateOptions:
+    def __init__(self, *, pid_file: str | None = None, console_socket: str | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False, preserve_fds: int = 0,
+                 systemd_cgroup: bool = False, rootless: bool | None = None,
+                 pidfd_socket: str | None = None) -> None:
+        self.pid_file = pid_file
+        self.pidfd_socket = pidfd_socket  # --pidfd-socket (runtime/pidfd_socket.py)
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+        self.systemd_cgroup = systemd_cgroup
+        self.rootless = rootless  # --rootless: True, False or None (auto; runtime/rootless.py)
 
 
 def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
@@ -36,10 +50,16 @@ def validate_options(spec: spec_mod.Spec, opts: CreateOptions, foreground: bool)
 
 
 class Creator:
-    """One `create`: owns everything made so far, so a failure can undo all of it."""
+    """One `create`: owns everything made so far, so a failure can undo all of it. Once run()
+    returns, `state` is what it recorded and `console_master` the foreground pty master (if any):
+    the Container takes both."""
 
-    def __init__(self, c: Container, spec: spec_mod.Spec, opts: CreateOptions, foreground: bool) -> None:
-        self.c = c
+    def __init__(self, d: StateDir, container_id: str, spec: spec_mod.Spec, opts: CreateOptions,
+                 foreground: bool) -> None:
+        self.dir = d
+        self.id = container_id
+        self.state: State | None = None
+        self.console_master: int | None = None
         self.spec = spec
         self.opts = opts
         self.foreground = foreground
@@ -50,6 +70,9 @@ class Creator:
         self.socks: list = []  # our ends of the init pipe and console socketpair
         self.host_ns_root: int | None = None  # no mount ns: the top mount on root.path before
         self.dir_made = False  # the state dir is ours to remove (not another container's)
+        self.netns_fd = -1  # the container's network namespace, while devices may go back
+        self.netdevs: list = []  # linux.netdevices.Moved: devices moved in (linux.netDevices)
+        self.rdt: dict | None = None  # the resctrl group (linux.intelRdt), see intelrdt.apply
         from .rootless import rootless_cgroups
         self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
@@ -82,10 +105,13 @@ class Creator:
         log.phase("cgroups")
         self._handshake(pipe)
         log.phase("handshake")
+        if self.spec.linux.intel_rdt is not None:  # before start: the process runs in it
+            from .linux import intelrdt
+            self.rdt = intelrdt.apply(self.spec.linux.intel_rdt, self.id, self.init_pid)
         self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
-            self.c.console_master, _ = recv_master(console_parent)
+            self.console_master, _ = recv_master(console_parent)
         self._finish()
 
     def _fork(self):
@@ -120,7 +146,7 @@ class Creator:
     def _make_state_dir(self) -> int:
         """<root>/<id>/ (failing if the id is taken), locked, with config.json and the exec
         fifo; returns our read-write end of the fifo (the init's, once sent)."""
-        d = self.c.dir
+        d = self.dir
         d.make()
         self.dir_made = True
         d.lock()
@@ -174,7 +200,7 @@ class Creator:
         need the paths)."""
         from .linux import cgroups
         lx = self.spec.linux
-        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.c.id, systemd=self.opts.systemd_cgroup,
+        self.cgroup = cgroups.open_manager(lx.cgroups_path, self.id, systemd=self.opts.systemd_cgroup,
                                            annotations=self.spec.annotations)
 
     def _make_cgroup(self) -> None:
@@ -195,7 +221,7 @@ class Creator:
         if self.cgroup.scope is not None:  # systemd: nothing is made before the scope starts
             return
         rec = {**self.cgroup.to_dict(), "created": planned(self.cgroup.dirs())}
-        write_atomic(self.c.dir.file(CREATING_FILE), _dump({"cgroup": rec}), 0o600)
+        write_atomic(self.dir.file(CREATING_FILE), _dump({"cgroup": rec}), 0o600)
 
     def _delegate_cgroup(self) -> None:
         """The cgroup to the container's user where the spec says so (cgroup_owner); once the
@@ -230,7 +256,7 @@ class Creator:
     def _handshake(self, pipe) -> None:
         from .linux import namespaces
         lx = self.spec.linux
-        cgroup_wanted = False
+        cgroup_wanted = netdevs_wanted = False
         while True:
             kind, payload = pipe.recv()
             if kind == "idmap":
@@ -243,6 +269,15 @@ class Creator:
                 if cgroup_wanted:
                     self._join_cgroup()
                     _ok(pipe)
+                if netdevs_wanted:
+                    self._move_netdevs()
+                    _ok(pipe)
+            elif kind == "netdevices":  # the init is in its network namespace
+                if self.init_pid:
+                    self._move_netdevs()
+                    _ok(pipe)
+                else:
+                    netdevs_wanted = True
             elif kind == "cgroup":
                 if self.init_pid:
                     self._join_cgroup()
@@ -270,15 +305,25 @@ class Creator:
             elif kind == "eof":
                 raise RuntimeFailure("container init exited during setup")
 
+    def _move_netdevs(self) -> None:
+        """linux.netDevices into the init's network namespace, which we keep open until create
+        succeeds: a failed create moves them back (an init that died would take a virtual
+        device with its namespace)."""
+        from .linux import netdevices
+        self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        log.phase("net devices")
+
     def _send_seccomp_fd(self, pipe) -> None:
         """The init sent its seccomp listener fd: pass it on to the agent at listenerPath."""
+        from .init import forward_notify_fd
         from .state import hook_state
-        state = hook_state(self.spec, self.c.id, "creating", self.init_pid)
+        state = hook_state(self.spec, self.id, "creating", self.init_pid)
         forward_notify_fd(pipe, self.spec, list(getattr(pipe, "last_fds", [])), state, self.init_pid)
 
     def _prestart_hooks(self) -> bytes:
         from .state import hook_state
-        state = hook_state(self.spec, self.c.id, "created", self.init_pid)
+        state = hook_state(self.spec, self.id, "created", self.init_pid)
         if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
             from . import hooks
             hooks.run(self.spec, "prestart", state)
@@ -287,12 +332,12 @@ class Creator:
 
     def _finish(self) -> None:
         from .linux.namespaces import ns_paths
-        spec, d = self.spec, self.c.dir
+        spec, d = self.spec, self.dir
         start = proc_start_time(self.init_pid)
         if start is None:
             raise RuntimeFailure("container init exited during setup")
         lx = spec.linux
-        st = State(id=self.c.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
+        st = State(id=self.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
                    created=now_rfc3339(), start_time=start, annotations=spec.annotations,
                    owner="", oci_version=spec.oci_version,
                    cgroup=self.cgroup.to_dict() if self.cgroup and self.cgroup.dirs() else {},
@@ -300,14 +345,22 @@ class Creator:
                    extra={"pidns_joined": bool(lx.namespace("pid") and lx.namespace("pid").path),
                           "hooks": sorted(k for k, v in spec.hooks.items() if v),
                           "has_process": spec.process is not None})
+        if self.rdt is not None:
+            st.extra["intel_rdt"] = self.rdt
         if self.host_ns_root is not None:  # the bind the init made; delete detaches it
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
         d.save(st)
         log.phase("state saved")
+        if self.opts.pidfd_socket:
+            from . import pidfd_socket
+            pidfd_socket.send(self.opts.pidfd_socket, self.init_pid, pidfd_socket.INIT)
         if self.opts.pid_file:
             write_pid_file(self.opts.pid_file, self.init_pid)
-        self.c._state = st
+        self.state = st
+        if self.netns_fd >= 0:  # the devices are the container's now (config-linux.md)
+            os.close(self.netns_fd)
+            self.netns_fd = -1
         for fd in self.fds:
             os.close(fd)
         self.fds = []
@@ -324,9 +377,17 @@ class Creator:
                 os.close(fd)
             except OSError:
                 pass
-        if self.c.console_master is not None:
-            os.close(self.c.console_master)
-            self.c.console_master = None
+        if self.console_master is not None:
+            os.close(self.console_master)
+            self.console_master = None
+        if self.netns_fd >= 0:
+            self._move_netdevs_back()
+        if self.rdt is not None:
+            from .linux import intelrdt
+            try:
+                intelrdt.remove(self.rdt)
+            except OSError as e:
+                log.warning(f"remove resctrl group: {e}")
         for pid in (self.stage1, self.init_pid):
             if pid:
                 try:
@@ -342,7 +403,7 @@ class Creator:
         if self.spec.hooks.get("poststop"):  # lifecycle: a failed create goes on at delete
             from . import hooks
             from .state import hook_state
-            hooks.run(self.spec, "poststop", hook_state(self.spec, self.c.id, "stopped", self.init_pid),
+            hooks.run(self.spec, "poststop", hook_state(self.spec, self.id, "stopped", self.init_pid),
                       warn_only=True, log=log)
         if self.host_ns_root is not None:
             from .linux.mounts import detach_rootfs, top_mount_id
@@ -354,8 +415,17 @@ class Creator:
                 self.cgroup.destroy()
             except (OSError, RuntimeFailure) as e:  # the original error matters more
                 log.warning(f"remove cgroup: {e}")
-        self.c.dir.remove()
-        self.c.dir.unlock()
+        self.dir.remove()
+        self.dir.unlock()
+
+    def _move_netdevs_back(self) -> None:
+        from .linux import netdevices
+        try:
+            for problem in netdevices.move_back(self.netns_fd, self.netdevs):
+                log.warning(problem)
+        finally:
+            os.close(self.netns_fd)
+            self.netns_fd = -1
 
 
 def cgroup_owner(spec: spec_mod.Spec) -> int | None:
@@ -383,24 +453,6 @@ def _ok(pipe, payload: str = "") -> None:
         pipe.send("ok", payload)
     except (BrokenPipeError, ConnectionResetError):
         pass
-
-
-def forward_notify_fd(pipe, spec: spec_mod.Spec, fds: list[int], state: bytes, pid: int) -> None:
-    """Hand a seccomp listener fd received over the init pipe to the agent at listenerPath
-    (create and exec); a failure is also sent back to the child. Our copies are closed."""
-    from .linux import seccomp
-    sc = spec.linux.seccomp or {}
-    try:
-        if not fds:
-            raise RuntimeFailure("seccomp: no listener fd received")
-        seccomp.send_notify_fd(sc["listenerPath"], fds[0], state, sc.get("listenerMetadata", ""),
-                               pid=pid)
-    except RuntimeFailure as e:
-        pipe.send("error", str(e))
-        raise
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def _wait_gone(pid: int, timeout: float = 5.0) -> None:

@@ -19,7 +19,6 @@ import os
 import _signal  # the signal and socket modules cost milliseconds (enum, selectors)
 
 from .container import Container
-from .create import forward_notify_fd
 from .errors import ConfigError, RuntimeFailure, os_error_text
 from .linux import fdpass
 from .linux import sys as lsys
@@ -48,6 +47,7 @@ class ExecOptions:
     detach: bool = False
     pid_file: str | None = None
     console_socket: str | None = None
+    pidfd_socket: str | None = None
     preserve_fds: int = 0
     ignore_paused: bool = False
     cgroup: list[str] = field(default_factory=list)
@@ -71,15 +71,19 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
         raise RuntimeFailure("cannot use console socket if runp will not detach or allocate tty")
     subs = parse_cgroup_flags(o.cgroup)
     from .linux import capabilities
-    try:
-        capabilities.parse(proc.capabilities, "process.capabilities")
+    try:  # what cannot be granted is a warning (config.md), as in create
+        capabilities.parse(proc.capabilities, "process.capabilities", warn=log.warning,
+                           file=o.process_file or "config.json")
     except ConfigError as e:
         raise ConfigError(e.path, e.problem, file=o.process_file or "config.json") from None
+    _check_process_attrs(spec, proc, o.process_file or "config.json")
     from .process import note_ignored_labels
     note_ignored_labels(proc)
     _preload(spec, proc)
     log.phase("parse")
     ex = _Exec(c, spec, proc, o, subs)
+    if not o.detach:
+        ex.hold_signals()
     try:
         ex.start()
     except BaseException:
@@ -215,12 +219,48 @@ def cgroup_targets(mgr, subs: dict[str, str]) -> list[str]:
     return out
 
 
+def _wants_sched(spec: Spec, proc: Process) -> bool:
+    return spec.linux.personality is not None or proc.scheduler is not None or \
+        proc.io_priority is not None
+
+
+def _check_process_attrs(spec: Spec, proc: Process, file: str) -> None:
+    """What the process sets on itself before its exec, as the container init does (scheduler,
+    ioPriority, personality, memoryPolicy): checked before anything is forked. An error in
+    the process names the file that gave it (--process, or config.json)."""
+    try:
+        if _wants_sched(spec, proc):
+            from .linux import sched
+            sched.validate(proc.scheduler, proc.io_priority, spec.linux.personality)
+    except ConfigError as e:
+        if e.path.startswith("process."):
+            raise ConfigError(e.path, e.problem, file=file) from None
+        raise
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy
+        mempolicy.check(spec.linux.memory_policy)
+
+
 def _preload(spec: Spec, proc: Process) -> None:
     """Everything the process needs after it entered the container's mount namespace, where
     the host's Python is out of reach, is imported now."""
     from . import process
     from .init import describe  # noqa: F401
     process.preload(spec, proc.terminal)
+    if _wants_sched(spec, proc):
+        from .linux import sched  # noqa: F401
+        lsys.libc  # noqa: B018  (sched calls go through a ctypes.CDLL of libc: load it now)
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy  # noqa: F401
+
+
+def _set_affinity(cpus: list[int], which: str, file: str) -> None:
+    """sched_setaffinity of the calling process (process.execCPUAffinity)."""
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as e:
+        raise ConfigError(f"process.execCPUAffinity.{which}",
+                          f"sched_setaffinity: {e.strerror}", file=file) from None
 
 
 # --- the work ------------------------------------------------------------------------------------
@@ -256,7 +296,8 @@ class _Exec:
             if self.console_parent is not None:
                 self.console_parent.close()
             _helper_main(self.c, self.spec, self.proc, InitPipe(child), console_fd, npass,
-                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal))
+                         self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal),
+                         file=self.o.process_file or "config.json")
         self.helper = pid
         log.phase("fork")
         child.close()
@@ -268,6 +309,9 @@ class _Exec:
         if self.console_parent is not None:
             from .console import recv_master
             self.master, _ = recv_master(self.console_parent)
+        if self.o.pidfd_socket:
+            from . import pidfd_socket
+            pidfd_socket.send(self.o.pidfd_socket, self.pid, pidfd_socket.EXEC)
         if self.o.pid_file:
             write_pid_file(self.o.pid_file, self.pid)
         self._close_fds()
@@ -344,11 +388,19 @@ class _Exec:
                 msg = f"cannot add process {self.pid} to cgroup {d}: {e.strerror}"
                 pipe.send("error", msg)
                 raise RuntimeFailure(msg) from None
+        if st.extra.get("intel_rdt"):  # the container's resctrl group, as runc does
+            from .linux import intelrdt
+            try:
+                intelrdt.add_task(st.extra["intel_rdt"], self.pid)
+            except RuntimeFailure as e:
+                pipe.send("error", str(e))
+                raise
         log.phase("cgroup join")
         pipe.send("ok")
 
     def _send_seccomp_fd(self, pipe, fds: list[int]) -> None:
         """The process installed a filter with a notify listener: pass the fd to the agent."""
+        from .init import forward_notify_fd
         from .state import hook_state
         state = hook_state(self.spec, self.c.id, self.c.status(), self.c.state.pid)
         forward_notify_fd(pipe, self.spec, fds, state, self.pid)
@@ -382,19 +434,22 @@ class _Exec:
         self.helper = self.pid = 0
 
     # --- foreground ----------------------------------------------------------------------------
-    def wait(self) -> int:
-        """Forward signals, proxy the terminal if we hold it, return the exit status."""
+    def hold_signals(self) -> None:
+        """From before the fork, the signals we forward are caught: one that comes while the
+        process starts is held and forwarded once it exists (runc's handler queues them too),
+        instead of killing runp and leaving the process without its waiter. (Handlers, not a
+        blocked mask: a signal for the process may be delivered to any thread, and
+        cgroup_prime's thread may still be running.)"""
         from .run import FORWARDED
-        import gc
-        gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
-        gc.enable()  # on, for what is made from now (see runtime/cli.py)
-        pid = self.pid
-        done: list[int] = []
+        self.held: list[int] = []
+        self.done: list[int] = []
 
         def forward(signum, _frame) -> None:
-            if not done:
+            if not self.pid:
+                self.held.append(signum)
+            elif not self.done:
                 try:
-                    os.kill(pid, signum)
+                    os.kill(self.pid, signum)
                 except ProcessLookupError:
                     pass
 
@@ -403,6 +458,20 @@ class _Exec:
                 _signal.signal(s, forward)
             except (OSError, ValueError):
                 pass
+
+    def wait(self) -> int:
+        """Forward signals, proxy the terminal if we hold it, return the exit status."""
+        import gc
+        gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
+        gc.enable()  # on, for what is made from now (see runtime/cli.py)
+        pid = self.pid
+        done = self.done
+        for signum in self.held:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+        self.held.clear()
 
         def exited() -> bool:
             if not done:
@@ -442,7 +511,7 @@ class _Exec:
 # --- the forked side -----------------------------------------------------------------------------
 
 def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                 listen_fds: int, callers_stdio: bool = False) -> None:
+                 listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
     """Right after fork: become non-dumpable, drop runp's fds, join the namespaces, fork the
     process. Never returns."""
     from .init import _report, _reset_signals
@@ -453,12 +522,20 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
         _reset_signals()
         keep = {pipe.sock.fileno(), console_fd} | set(range(3, 3 + npass))
         lsys.close_range_from(3, {k for k in keep if k >= 0})
+        aff = proc.exec_cpu_affinity
+        if aff is not None and aff.initial is not None:  # before the cgroup join (config.md)
+            _set_affinity(aff.initial, "initial", file)
+        # our procfs root, from the host's side: the process uses it inside the container,
+        # where the container's /proc may have anything mounted on it (linux/procfs.py)
+        from .linux import procfs
+        procfs.root()
         join_namespaces(c.state.pid, c.state.start_time, c.state.namespaces)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio)
+                _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio,
+                              file)
             except BaseException as e:  # noqa: BLE001
                 _report(pipe, e)
             finally:
@@ -535,9 +612,9 @@ def _become_root() -> None:
 
 
 def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                  listen_fds: int, callers_stdio: bool = False) -> None:
+                  listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
     """The process, inside the container's namespaces: prepare as the init does, get into the
-    cgroup, exec. Returns only by exception."""
+    cgroup, exec. Returns only by exception. `file` is the file errors name (--process)."""
     from . import process as cproc
     from .init import _install_notify_filter
     os.setsid()
@@ -550,7 +627,7 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
     prepared = cproc.prepare(spec, extra_env, process=proc)
     prepared.callers_stdio = callers_stdio  # for process.own_stdio
     if proc.oom_score_adj is not None:
-        cproc.set_oom_score_adj(proc.oom_score_adj)
+        cproc.set_oom_score_adj(proc.oom_score_adj, file)
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)
     slave = None
@@ -559,6 +636,20 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
         slave = console.setup_in_container(None, console_fd, proc.console_size)
         console_fd = -1
     pipe.call("cgroup")
+    aff = proc.exec_cpu_affinity
+    if aff is not None and aff.final is not None:  # after the cgroup join (config.md)
+        _set_affinity(aff.final, "final", file)
+    # what the init sets on itself before exec, in the same order (runtime/init.py)
+    if _wants_sched(spec, proc):
+        from .linux import sched
+        try:
+            sched.apply(proc.scheduler, proc.io_priority, spec.linux.personality)
+        except ConfigError as e:
+            raise ConfigError(e.path, e.problem,
+                              file=file if e.path.startswith("process.") else e.file) from None
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy
+        mempolicy.apply(spec.linux.memory_policy)
     fd = pipe.sock.fileno()
 
     def report(msg: str) -> None:
@@ -566,4 +657,4 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
             pipe.send("error", msg)
         except OSError:
             pass
-    cproc.exec_process(prepared, slave, npass, keep={fd}, report=report)
+    cproc.exec_process(prepared, slave, npass, keep={fd}, report=report, by_fd=True)

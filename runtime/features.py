@@ -4,16 +4,20 @@ Callers (containerd's CRI plugin, CRI-O, podman) read it to learn what a runtime
 they generate a config. Every list is derived from the tables the code itself uses, so the
 document cannot claim more than runp does: the mount options the rootfs builder knows, the
 capabilities, namespaces and hook kinds spec.py parses, and the seccomp actions, operators and
-architectures that both runp's validator and the installed libseccomp accept. Only the seccomp
-flags depend on the host (the spec says so): each is probed with seccomp(2) itself.
+architectures that both runp's validator and the installed libseccomp accept. Where the kernel
+decides, the document says what this machine does: namespaces with a /proc/self/ns entry,
+capabilities up to cap_last_cap, seccomp actions within libseccomp's API level (which counts
+the kernel's support too), idmapped mounts, and the seccomp flags, each probed with seccomp(2).
 """
 from __future__ import annotations
 
 import ctypes
 import errno
+import os
 
 from . import __version__
-from .spec import HOOK_KINDS, NAMESPACE_TYPES, SPEC_VERSION
+from .spec import (HOOK_KINDS, MEMORY_POLICY_FLAGS, MEMORY_POLICY_MODES, NAMESPACE_TYPES,
+                   SPEC_VERSION)
 
 OCI_VERSION_MIN = "1.0.0"
 
@@ -32,9 +36,11 @@ def features() -> dict:
     """The features document for this build on this host."""
     from .linux import capabilities, idmapped, mounts
     seccomp = _seccomp_features()
+    last = capabilities.last_cap()
     linux: dict = {
-        "namespaces": [ns for ns in NAMESPACE_TYPES],
-        "capabilities": sorted(capabilities.CAPS, key=capabilities.CAPS.__getitem__),
+        "namespaces": [ns for ns in NAMESPACE_TYPES if _kernel_has_namespace(ns)],
+        "capabilities": [n for n in sorted(capabilities.CAPS, key=capabilities.CAPS.__getitem__)
+                         if capabilities.CAPS[n] <= last],
         # Implementation status, not the host's cgroup version (features-linux.md): the
         # --systemd-cgroup driver asks systemd for transient scopes over D-Bus; the caller's
         # own (user) instance is claimed where its socket is there to be reached.
@@ -45,8 +51,13 @@ def features() -> dict:
         # enabled (process.py), and ignored otherwise, as runc and crun do.
         "apparmor": {"enabled": True},
         "selinux": {"enabled": True},
-        # linux.intelRdt is parsed but never applied.
-        "intelRdt": {"enabled": False},
+        # linux.intelRdt (linux/intelrdt.py): closID, the schemata lines and a MON group;
+        # as runc, the implementation's status (a host without resctrl fails such a create)
+        "intelRdt": {"enabled": True, "schemata": True, "monitoring": True},
+        # linux.memoryPolicy (linux/mempolicy.py): every mode and flag spec.py accepts
+        "memoryPolicy": {"modes": sorted(MEMORY_POLICY_MODES), "flags": sorted(MEMORY_POLICY_FLAGS)},
+        # linux.netDevices (linux/netdevices.py, over netlink with pyroute2)
+        "netDevices": {"enabled": True},
         # mounts[].uidMappings/gidMappings and "idmap"/"ridmap": idmapped bind mounts
         # (idmapped.py), where the kernel has mount_setattr(2).
         "mountExtensions": {"idmap": {"enabled": idmapped.kernel_supports()}},
@@ -66,6 +77,14 @@ def features() -> dict:
         "linux": linux,
         "annotations": annotations,
     }
+
+
+# namespace type -> its /proc/PID/ns entry
+_NS_FILES = {"network": "net", "mount": "mnt"}
+
+
+def _kernel_has_namespace(ns: str) -> bool:
+    return os.path.exists(f"/proc/self/ns/{_NS_FILES.get(ns, ns)}")
 
 
 def _systemd_user_reachable() -> bool:
@@ -90,12 +109,24 @@ def _seccomp_features() -> dict:
     archs = sorted(a for a in seccomp.ARCHES if _arch_usable(scmp, a))
     return {
         "enabled": True,
-        "actions": sorted(seccomp.ACTIONS),
+        "actions": sorted(a for a in seccomp.ACTIONS if _action_usable(scmp, a)),
         "operators": sorted(seccomp.OPS),
         "archs": archs,
         "knownFlags": known,
         "supportedFlags": [f for f in known if _kernel_accepts(scmp, f)],
     }
+
+
+# libseccomp API level an action needs (seccomp_api_get(3)): 3 for the kernel's
+# SECCOMP_RET_LOG and KILL_PROCESS (Linux 4.14), 5 for user notification (Linux 5.0)
+_ACTION_API = {"SCMP_ACT_LOG": 3, "SCMP_ACT_KILL_PROCESS": 3, "SCMP_ACT_NOTIFY": 5}
+
+
+def _action_usable(scmp, name: str) -> bool:
+    """Can a filter with this action be loaded here? The API level is the lower of what this
+    libseccomp and this kernel support."""
+    need = _ACTION_API.get(name)
+    return need is None or scmp.get_api() >= need
 
 
 def _arch_usable(scmp, name: str) -> bool:

@@ -183,11 +183,16 @@ def check_config(spec: Spec) -> None:
         check_sysctls(spec)
     from .linux.mounts import check_idmapped  # (imported already: _preload)
     check_idmapped(spec)
+    if spec.linux.memory_policy is not None:  # (its nodes, on the host's /sys)
+        from .linux import mempolicy
+        mempolicy.check(spec.linux.memory_policy)
     proc = spec.process
     if proc is None:  # allowed until start (config.md), which then fails
         return
     from .linux import capabilities
-    capabilities.parse(proc.capabilities)
+    # config.md: a capability that cannot be granted is logged as a warning, not fatal (runc);
+    # prepare() drops the same names again, silently
+    capabilities.parse(proc.capabilities, warn=log.warning)
     if spec.linux.seccomp is not None:
         from .linux import seccomp
         seccomp.validate(spec.linux.seccomp)
@@ -311,6 +316,25 @@ def _install_notify_filter(prepared, pipe: InitPipe) -> None:
         raise RuntimeFailure(text)
 
 
+def forward_notify_fd(pipe, spec: Spec, fds: list[int], state: bytes, pid: int) -> None:
+    """Parent side of _install_notify_filter (create and exec): hand the seccomp listener fd
+    received over the init pipe to the agent at listenerPath; a failure is also sent back to
+    the child. Our copies are closed."""
+    from .linux import seccomp
+    sc = spec.linux.seccomp or {}
+    try:
+        if not fds:
+            raise RuntimeFailure("seccomp: no listener fd received")
+        seccomp.send_notify_fd(sc["listenerPath"], fds[0], state, sc.get("listenerMetadata", ""),
+                               pid=pid)
+    except RuntimeFailure as e:
+        pipe.send("error", str(e))
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _cgroup_barrier(pipe: InitPipe, lx, early: bool):
     """A callable run once before the first cgroup mount (mount=True), or after all mounts:
     from then on the container's cgroup exists and, if asked for, we are in a new cgroup
@@ -358,6 +382,8 @@ def _preload(spec: Spec) -> None:
     if _wants_sched(spec):
         from .linux import sched  # noqa: F401
         lsys.libc  # noqa: B018  (sched calls go through a ctypes.CDLL of libc: load it now)
+    if spec.linux.memory_policy is not None:
+        from .linux import mempolicy  # noqa: F401
 
 
 def _wants_sched(spec: Spec) -> bool:
@@ -385,6 +411,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     proc = spec.process
     lsys.prctl(lsys.PR_SET_NAME, b"runp:[2:INIT]")  # "runp:[2:INIT]" in ps, as runc's init
     os.setsid()
+    from .linux import procfs
+    procfs.root()  # now, before any of the container's mounts exist (linux/procfs.py)
+    log.debug(f"procfs root: {procfs.how}")
     if not opts.no_new_keyring:
         namespaces.new_session_keyring(spec.bundle)
     if opts.cgroup_early:
@@ -397,6 +426,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         opts.cgroup_mounter = lambda *a: (in_cgroup(True), mounter(*a))
     if namespaces.wants_new(lx.namespaces, "network"):
         namespaces.loopback_up()
+    if lx.net_devices:  # the parent moves them into our network namespace (netdevices.py)
+        pipe.call("netdevices")
     # Without a mount namespace the container shares the runtime's: the rootfs is still built,
     # on a bind of root.path in that namespace (detached again by `delete`), and entered by chroot.
     mount_ns = lx.namespace("mount") is not None
@@ -455,6 +486,9 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     if _wants_sched(spec):  # scheduler, ioPriority, personality: they survive execve
         from .linux import sched
         sched.apply(proc.scheduler, proc.io_priority, lx.personality)
+    if lx.memory_policy is not None:  # inherited and kept across execve, too
+        from .linux import mempolicy
+        mempolicy.apply(lx.memory_policy)
     cproc.set_rlimits(proc)  # now, so a limit that cannot be set fails create (as runc)
     prepared.rlimits_applied = True
     cproc.own_stdio(proc.user.uid, opts.callers_stdio)  # at create, as runc

@@ -43,7 +43,8 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home_of(proc.user.uid)}")
     path = lookup(proc.args[0], env, proc.cwd)
-    caps = capabilities.parse(proc.capabilities)
+    # names that cannot be granted were logged already (init.check_config, exec): dropped here
+    caps = capabilities.parse(proc.capabilities, warn=_drop)
     sc = spec.linux.seccomp
     listener = None
     program = None
@@ -109,7 +110,7 @@ def preload(spec: Spec, terminal: bool) -> None:
     """Import now what exec_process() needs: it runs inside the container's mount namespace,
     where the host's Python (stdlib, site-packages, .so files) is out of reach."""
     import resource  # noqa: F401  (rlimits)
-    from .linux import capabilities  # noqa: F401
+    from .linux import capabilities, paths, procfs  # noqa: F401  (paths: open_program)
     lsm_enabled()  # asked on the host: after pivot_root /sys is the container's, or missing
     if terminal:
         import termios  # noqa: F401
@@ -145,20 +146,22 @@ def occupy_passed_fds(count: int) -> list[int]:
     return filled
 
 
-def set_oom_score_adj(value: int) -> None:
-    """A value below the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
-    path = "/proc/self/oom_score_adj"
+def set_oom_score_adj(value: int, file: str = "config.json") -> None:
+    """A value below the current one needs CAP_SYS_RESOURCE on the host (rootless: never).
+    Written below our own procfs (linux/procfs.py), never through the container's /proc. The
+    error names the field, the file written and the value in force (containerd's CRI asks for
+    -998 for its sandboxes, which a host without CAP_SYS_RESOURCE refuses)."""
+    from .linux import procfs
     try:
-        with open(path, "w") as f:
-            f.write(str(value))
+        procfs.write("self/oom_score_adj", str(value))
     except OSError as e:
         try:
-            with open(path) as f:
-                now = f.read().strip()
+            now = procfs.read("self/oom_score_adj").decode().strip()
         except OSError:
             now = "?"
-        raise RuntimeFailure(f"config.json: process.oomScoreAdj: cannot set {value} (now {now}): "
-                             f"{e.strerror}") from None
+        raise RuntimeFailure(f"{file}: process.oomScoreAdj: write /proc/self/oom_score_adj: "
+                             f"cannot set {value} "
+                             f"(now {now}): {e.strerror or e}") from None
 
 
 def set_rlimits(proc: Process) -> None:
@@ -234,10 +237,12 @@ def switch_user(proc: Process) -> None:
 
 
 def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
-                 keep: set[int] | frozenset[int] = frozenset(), report=None) -> None:
+                 keep: set[int] | frozenset[int] = frozenset(), report=None,
+                 by_fd: bool = False) -> None:
     """Drop privileges and exec; runs after `start`. Never returns.
     `keep`: close-on-exec fds that stay open until the exec (runp exec's pipe); `report` is
-    called with the message if execve itself fails."""
+    called with the message if execve itself fails; `by_fd`: run the checked file itself
+    (Program.exec), for `runp exec`, where a process in the container may race the check."""
     from .linux import capabilities
     from .linux import sys as lsys
 
@@ -250,7 +255,11 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
         import fcntl
         import termios
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # we are a session leader (setsid): our tty now
-    lsys.close_range_from(3, set(range(3, 3 + preserve_fds)) | set(keep))
+    from .linux import procfs
+    passed = set(range(3, 3 + preserve_fds))
+    if procfs.held() & passed:  # (procfs keeps it at 1000 and above)
+        raise RuntimeFailure(f"--preserve-fds {preserve_fds}: would pass runp's own procfs fd")
+    lsys.close_range_from(3, passed | set(keep) | procfs.held())
     for fd in range(3, 3 + preserve_fds):
         try:
             os.set_inheritable(fd, True)
@@ -261,7 +270,12 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
         os.getcwd()  # ENOENT if the cwd is not reachable from our root
     except OSError:
         raise RuntimeFailure(f"process.cwd {proc.cwd} is outside the container root") from None
-    refuse_magic_link_exec(p.path)
+    seccomp_on = p.seccomp is not None or p.seccomp_listener is not None
+    program: Program | OSError
+    try:
+        program = open_program(p.path, p.args)  # (as root: the check must see every file)
+    except OSError as e:
+        program = e  # what execve would have said: reported where it would have failed
     if not p.rlimits_applied:
         set_rlimits(proc)
     if not p.stdio_owned:
@@ -281,7 +295,12 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
     if notify_fd is not None:
         os.close(notify_fd)
     try:
-        os.execve(p.path, p.args, dict(e.split("=", 1) for e in p.env))
+        if isinstance(program, OSError):
+            raise program
+        env = dict(e.split("=", 1) for e in p.env)
+        if by_fd:
+            program.exec(env, seccomp_on)
+        os.execve(p.path, p.args, env)
     except OSError as e:
         msg = f"runp: exec {p.args[0]}: {e.strerror}"
         if report is not None:
@@ -291,34 +310,123 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
         os._exit(127 if e.errno == 2 else 126)
 
 
-def refuse_magic_link_exec(path: str) -> None:
-    """CVE-2019-5736: never have the kernel exec something reached through a /proc magic link,
-    such as the entrypoint "/proc/self/exe" or a script "#!/proc/self/exe": that runs the
-    HOST's python (runp's own executable) with the container's credentials, and the process
-    can then open the host interpreter through its own /proc/self/exe and overwrite it once no
-    python runs. Follows the #! chain as binfmt_script does; call as (container) root, right
-    before exec. A file we cannot read is left to execve: root in a user namespace that cannot
-    read it cannot write the host's files either."""
-    from .linux import sys as lsys
-    for _ in range(6):
+class Program:
+    """The file exec_process runs, held open since it was checked (CVE-2019-5736).
+
+    Executing something reached through a /proc magic link, such as the entrypoint
+    "/proc/self/exe" or a script "#!/proc/self/exe", runs the HOST's python (runp's own
+    executable) with the container's credentials; the process can then open the host
+    interpreter through its own /proc/self/exe and overwrite it once no python runs. So the
+    program and each #! interpreter are opened in our root without magic links (openat2
+    RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), and the binary at the end of the chain is run
+    through its fd (execveat AT_EMPTY_PATH: glibc's fexecve), with the argv binfmt_script would
+    have made. A path checked and then handed to execve could be swapped in between by a
+    process already in the container (`runp exec`); an fd cannot. Running the final binary
+    ourselves, rather than the script's fd, keeps the script's own path in argv (the kernel
+    would pass "/dev/fd/N", and needs that fd left open into the container).
+
+    The price: the kernel names the process (comm) after the file's own name, not the name it
+    was called by: "busybox", not "sleep" for /bin/sleep -> busybox. So only `runp exec` runs
+    by fd. The init's process is checked the same way and then run by path, as runc does:
+    nothing of the container runs yet that could swap it (only a second container sharing a
+    mount with it, which the CVE-2025-52881 class needs anyway)."""
+
+    def __init__(self, fd: int, argv: list[str], scripts: list[int]) -> None:
+        self.fd = fd
+        self.argv = argv
+        self.scripts = scripts  # fds of the #! scripts on the way, to check for exec permission
+
+    def exec(self, env: dict[str, str], seccomp_on: bool) -> None:
+        """execveat the binary, as the final user (after the privilege drop). Raises OSError,
+        or returns where a seccomp profile forbids execveat: the caller execs the path then."""
+        import errno
+        from .linux import sys as lsys
+        for fd in self.scripts:  # what binfmt_script's open of each script checks
+            if lsys.exec_denied(fd):
+                raise OSError(errno.EACCES, os.strerror(errno.EACCES))
         try:
-            fd = lsys.openat2(-100, path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY,  # AT_FDCWD
-                              lsys.RESOLVE_NO_MAGICLINKS)  # (NONBLOCK: a fifo must not hang us)
+            os.execve(self.fd, self.argv, env)
         except OSError as e:
-            if e.errno == 40:  # ELOOP
-                raise RuntimeFailure(f'unable to start container process: exec: "{path}": '
-                                     "refusing to exec through a /proc magic link") from None
-            return  # execve reports the problem itself
-        try:
-            head = os.pread(fd, 256, 0)
-        except OSError:
-            return
-        finally:
+            # a seccomp profile that allows execve but not execveat: what runc would do
+            if not (seccomp_on and e.errno in (errno.EPERM, errno.ENOSYS)):
+                raise
+
+
+SCRIPT_DEPTH = 5  # binfmt_script nests this deep (BINPRM_MAX_RECURSION), then ELOOP
+
+
+def open_program(path: str, args: list[str]) -> Program:
+    """Open `path` and its #! interpreters in our root (see Program). A magic link on the way
+    is a RuntimeFailure; anything else an OSError as execve would raise it."""
+    import errno
+    from .linux import paths
+    root = os.open("/", paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    scripts: list[int] = []
+    argv = list(args)
+    try:
+        name = path
+        for _ in range(SCRIPT_DEPTH + 1):
+            fd = _open_exec(root, name)
+            interp = _interpreter(fd)
+            if interp is None:
+                return Program(fd, argv, scripts)
+            scripts.append(fd)
+            i_name, i_arg = interp
+            argv = [i_name, *([i_arg] if i_arg is not None else []), name, *argv[1:]]
+            name = i_name
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+    except BaseException:
+        for fd in scripts:
             os.close(fd)
-        interp = head[2:].split(b"\n", 1)[0].split() if head.startswith(b"#!") else []
-        if not interp:
-            return
-        path = os.fsdecode(interp[0])
+        raise
+    finally:
+        os.close(root)
+
+
+def _open_exec(root: int, name: str) -> int:
+    import errno
+    from .linux import paths
+    from .linux import sys as lsys
+    full = name if name.startswith("/") else os.path.join(os.getcwd(), name)
+    try:  # (NONBLOCK: a fifo must not hang us)
+        return paths.open_in_root(root, full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RuntimeFailure(f'unable to start container process: exec: "{name}": '
+                                 "refusing to exec through a /proc magic link") from None
+        if e.errno != errno.EACCES:
+            raise OSError(e.errno, os.strerror(e.errno), name) from None
+    # Unreadable even for us (root of a user namespace): executed as it is. Were it a script,
+    # execveat refuses to run it through a close-on-exec fd (ENOENT); its interpreter could not
+    # read it anyway.
+    return lsys.openat2(root, full.lstrip("/") or ".", paths.O_PATH,
+                        lsys.RESOLVE_IN_ROOT | lsys.RESOLVE_NO_MAGICLINKS)
+
+
+def _interpreter(fd: int) -> tuple[str, str | None] | None:
+    """The #! line of the file as binfmt_script reads it (fs/binfmt_script.c): the name up to
+    a blank, the rest of the line, trimmed, as one optional argument. None: no script."""
+    try:
+        buf = os.pread(fd, 256, 0)  # BINPRM_BUF_SIZE
+    except OSError:
+        return None
+    if not buf.startswith(b"#!"):
+        return None
+    line = buf[2:]
+    nl = line.find(b"\n")
+    if nl >= 0:
+        line = line[:nl]
+    elif len(buf) == 256:
+        # no newline in the buffer: the kernel takes it only if the name ends inside it
+        if not any(c in line.lstrip(b" \t") for c in (b" ", b"\t", b"\0")):
+            return None  # (ENOEXEC: left to execveat, which says so)
+        line = line[:-1]
+    line = line.split(b"\0", 1)[0].strip(b" \t")
+    if not line:
+        return None
+    sep = min((i for i in (line.find(b" "), line.find(b"\t")) if i >= 0), default=len(line))
+    name, arg = line[:sep], line[sep:].lstrip(b" \t")
+    return os.fsdecode(name), (os.fsdecode(arg) if arg else None)
 
 
 _LSM: tuple[bool, bool] | None = None
@@ -339,34 +447,51 @@ def lsm_enabled() -> tuple[bool, bool]:
 
 
 def note_ignored_labels(proc: Process | None, mount_label: str = "") -> None:
-    """Labels for an LSM this host does not run are ignored, as crun does: say so at debug."""
+    """Labels for an LSM this host does not run are ignored, as runc and crun do; with a
+    warning naming the field, as every field runp does not apply (issue #15)."""
     if not mount_label and (proc is None or not (proc.apparmor_profile or proc.selinux_label)):
         return
     apparmor, selinux = lsm_enabled()
+    from .log import log
     if proc is not None and proc.apparmor_profile and not apparmor:
-        _debug(f'process.apparmorProfile "{proc.apparmor_profile}" ignored: AppArmor is not enabled')
+        log.warning(f'config.json: process.apparmorProfile: "{proc.apparmor_profile}" ignored: '
+                    "AppArmor is not enabled")
     if proc is not None and proc.selinux_label and not selinux:
-        _debug(f'process.selinuxLabel "{proc.selinux_label}" ignored: SELinux is not enabled')
+        log.warning(f'config.json: process.selinuxLabel: "{proc.selinux_label}" ignored: '
+                    "SELinux is not enabled")
     if mount_label and not selinux:
-        _debug(f'linux.mountLabel "{mount_label}" ignored: SELinux is not enabled')
+        log.warning(f'config.json: linux.mountLabel: "{mount_label}" ignored: '
+                    "SELinux is not enabled")
 
 
 def _apply_lsm(proc: Process) -> None:
     """Where the LSM is enabled, request the label for the exec (runc does the same writes),
-    through a /proc/thread-self/attr file verified to be on procfs (CVE-2019-16884)."""
+    through /proc/thread-self/attr of our own procfs (CVE-2019-16884, CVE-2025-52881)."""
     apparmor, selinux = lsm_enabled()
-    if proc.apparmor_profile and apparmor:
-        try:
-            _write_attr("apparmor/exec", f"exec {proc.apparmor_profile}")
-        except FileNotFoundError:  # kernels before 5.8
-            _write_attr("exec", f"exec {proc.apparmor_profile}")
+    if proc.apparmor_profile and apparmor:  # (attr/apparmor/ is Linux 5.8+)
+        _write_attr(("apparmor/exec", "exec"), f"exec {proc.apparmor_profile}")
     if proc.selinux_label and selinux:
-        _write_attr("exec", proc.selinux_label)
+        _write_attr(("exec",), proc.selinux_label)
 
 
-def _write_attr(name: str, value: str) -> None:
-    from .linux.mounts import write_proc_file
-    write_proc_file(f"/proc/thread-self/attr/{name}", value, f"set LSM label ({name})")
+def _write_attr(names: tuple[str, ...], value: str) -> None:
+    """Write the first of /proc/thread-self/attr/<name> that exists."""
+    from .linux import procfs
+    for name in names:
+        try:
+            procfs.write(f"thread-self/attr/{name}", value)
+            return
+        except FileNotFoundError:
+            if name != names[-1]:
+                continue
+            raise RuntimeFailure(f"set LSM label ({name}): /proc/thread-self/attr/{name}: "
+                                 "no such file or directory") from None
+        except OSError as e:
+            raise RuntimeFailure(f"set LSM label ({name}): {e.filename}: {e.strerror}") from None
+
+
+def _drop(msg: str) -> None:
+    """A warning already given (init.check_config, exec): the second parse says nothing."""
 
 
 def _debug(msg: str) -> None:

@@ -1,7 +1,10 @@
 """`runp run`: create + start, then (in the foreground) forward signals, wait, delete.
 
 runp makes itself a child subreaper before forking, so the container init (whose parent, stage
-1, exits during create) is re-parented to runp and its exit status can be collected.
+1, exits during create) is re-parented to runp and its exit status can be collected. It stays
+one while the container runs, so what the container orphans (without a pid namespace of its
+own) comes to runp and is reaped; `--no-subreaper` (runc's flag) gives that up once the init
+is ours: orphans then go to the host's init or the nearest subreaper above runp.
 """
 from __future__ import annotations
 
@@ -9,8 +12,12 @@ import os
 
 import _signal  # the signal module builds enums on import: milliseconds on every run
 
-from .container import Container, CreateOptions
+from .container import Container
 from .log import log
+
+TYPE_CHECKING = False  # `runp exec` imports FORWARDED from here: not create.py with it
+if TYPE_CHECKING:
+    from .create import CreateOptions
 
 # every catchable signal but SIGCHLD (ours) and SIGWINCH (the terminal proxy's)
 FORWARDED = [s for s in range(1, _signal.NSIG) if s not in (
@@ -18,13 +25,16 @@ FORWARDED = [s for s in range(1, _signal.NSIG) if s not in (
 
 
 def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detach: bool = False,
-        keep: bool = False) -> int:
+        keep: bool = False, subreaper: bool = True) -> int:
     if detach:
         c = Container.create(root, container_id, bundle, opts)
         _start_or_destroy(c)
         return 0
     c = Container.create(root, container_id, bundle, opts, foreground=True)
     pid = c.state.pid
+    if not subreaper:  # the init is our child by now (see the module's docstring)
+        from .linux import sys as lsys
+        lsys.prctl(lsys.PR_SET_CHILD_SUBREAPER, 0)
 
     def forward(signum, _frame):
         try:

@@ -13,9 +13,10 @@ TYPE_CHECKING = False  # typing costs milliseconds to import
 if TYPE_CHECKING:
     from typing import Any
 
-from . import SPEC_VERSION, jsonlite
+from . import jsonlite
 from .errors import ConfigError, json_type
 
+SPEC_VERSION = "1.3.0"  # the OCI runtime-spec version runp implements
 SUPPORTED_MAJOR = 1
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -113,8 +114,33 @@ class Process:
     selinux_label: str = ""
     scheduler: dict | None = None
     io_priority: dict | None = None
-    exec_cpu_affinity: dict | None = None
+    exec_cpu_affinity: CPUAffinity | None = None
     raw: dict = field(default_factory=dict)
+
+
+@record
+class CPUAffinity:
+    """process.execCPUAffinity: CPU lists (None: not given) for `runp exec`'s process."""
+    initial: list[int] | None = None
+    final: list[int] | None = None
+
+
+@record
+class MemoryPolicy:
+    """linux.memoryPolicy: set_mempolicy(2)'s mode, node list and mode flags, by name."""
+    mode: str
+    nodes: list[int] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+@record
+class IntelRdt:
+    """linux.intelRdt: the resctrl group (CLOS) and what goes into its schemata file."""
+    clos_id: str = ""
+    l3_cache_schema: str = ""
+    mem_bw_schema: str = ""
+    schemata: list[str] = field(default_factory=list)
+    enable_monitoring: bool = False
 
 
 @record
@@ -176,7 +202,9 @@ class Linux:
     readonly_paths: list[str] = field(default_factory=list)
     mount_label: str = ""
     personality: dict | None = None
-    intel_rdt: dict | None = None
+    intel_rdt: IntelRdt | None = None
+    memory_policy: MemoryPolicy | None = None
+    net_devices: dict[str, str] = field(default_factory=dict)  # host name -> name inside
 
     def namespace(self, ns_type: str) -> Namespace | None:
         for ns in self.namespaces:
@@ -246,12 +274,37 @@ def parse(raw: Any, bundle: str) -> Spec:
     for k, v in annotations.items():
         _expect(v, str, f"annotations.{k}")
     linux = _parse_linux(_get(raw, "linux", dict, "", default={}))
+    _warn_other_platforms(raw)
     if (hostname or domainname) and not linux.namespace("uts"):
         which = "hostname" if hostname else "domainname"
         raise ConfigError(which, "setting it requires a new uts namespace")
     return Spec(version, abs_root, bool(_get(root, "readonly", bool, "root", default=False)),
                 process, hostname, domainname, mounts, hooks, annotations, linux,
                 os.path.abspath(bundle), raw)
+
+
+# config.md's sections for other platforms: a Linux runtime has nothing to apply them to
+OTHER_PLATFORMS = ("windows", "solaris", "vm", "zos", "freebsd")
+# process fields config.md defines for Windows only
+WINDOWS_PROCESS_FIELDS = (("commandLine",), ("user", "username"))
+
+
+def _warn_other_platforms(raw: dict) -> None:
+    """No field is ignored silently (issue #15): another platform's section is a warning."""
+    for key in OTHER_PLATFORMS:
+        if raw.get(key) is not None:
+            from .log import log
+            log.warning(f"config.json: {key}: ignored: not a Linux section")
+
+
+def _warn_windows_only(proc: dict, path: str) -> None:
+    for keys in WINDOWS_PROCESS_FIELDS:
+        v: Any = proc
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if v:
+            from .log import log
+            log.warning(f"config.json: {path}.{'.'.join(keys)}: ignored: Windows only")
 
 
 def _check_version(version: str) -> None:
@@ -306,6 +359,7 @@ def _parse_process(proc: Any, path: str) -> Process:
             raise ConfigError(rp, f"soft limit {soft} is greater than hard limit {hard}")
         rlimits.append(Rlimit(typ, RLIMITS[typ], soft, hard))
     caps = _get(proc, "capabilities", dict, path)
+    _warn_windows_only(proc, path)
     oom = _get(proc, "oomScoreAdj", int, path)
     if oom is not None and not -1000 <= oom <= 1000:
         raise ConfigError(f"{path}.oomScoreAdj", "must be between -1000 and 1000")
@@ -318,7 +372,8 @@ def _parse_process(proc: Any, path: str) -> Process:
         selinux_label=_get(proc, "selinuxLabel", str, path, default=""),
         scheduler=_get(proc, "scheduler", dict, path),
         io_priority=_get(proc, "ioPriority", dict, path),
-        exec_cpu_affinity=_get(proc, "execCPUAffinity", dict, path),
+        exec_cpu_affinity=_parse_cpu_affinity(_get(proc, "execCPUAffinity", dict, path),
+                                              f"{path}.execCPUAffinity"),
         raw=proc,
     )
 
@@ -448,8 +503,119 @@ def _parse_linux(lx: dict) -> Linux:
                 raise ConfigError(f"{p}.{key}[{i}]", f'"{mp}" is not an absolute path')
     linux.mount_label = _get(lx, "mountLabel", str, p, default="")
     linux.personality = _get(lx, "personality", dict, p)
-    linux.intel_rdt = _get(lx, "intelRdt", dict, p)
+    rdt = _get(lx, "intelRdt", dict, p)
+    linux.intel_rdt = _parse_intel_rdt(rdt, f"{p}.intelRdt") if rdt is not None else None
+    mpol = _get(lx, "memoryPolicy", dict, p)
+    linux.memory_policy = _parse_memory_policy(mpol, f"{p}.memoryPolicy") if mpol is not None else None
+    linux.net_devices = _parse_net_devices(_get(lx, "netDevices", dict, p, default={}),
+                                           f"{p}.netDevices", linux)
     return linux
+
+
+def parse_id_list(text: str, path: str, what: str = "CPU") -> list[int]:
+    """A kernel list string ("0-3,7", as in cpuset.cpus) -> sorted ids; "" is empty."""
+    if not text.strip():
+        return []
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not lo.isdigit() or sep and not hi.isdigit():
+            raise ConfigError(path, f'invalid {what} list "{text}" (expected e.g. "0-3,7")')
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if a > b or b >= 1 << 16:
+            raise ConfigError(path, f'invalid {what} range "{part}" in "{text}"')
+        out.update(range(a, b + 1))
+    return sorted(out)
+
+
+def _parse_cpu_affinity(aff: dict | None, path: str) -> CPUAffinity | None:
+    if aff is None:
+        return None
+    res = CPUAffinity()
+    for key in ("initial", "final"):
+        text = _get(aff, key, str, path, default="")
+        if text:  # an empty "final" means: leave it to the kernel (config.md)
+            ids = parse_id_list(text, f"{path}.{key}")
+            setattr(res, key, ids)
+    return res
+
+
+MEMORY_POLICY_MODES = ("MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE",
+                       "MPOL_LOCAL", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE")
+MEMORY_POLICY_FLAGS = ("MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES")
+
+
+def _parse_memory_policy(mp: dict, path: str) -> MemoryPolicy:
+    """The rules set_mempolicy(2) states, checked before anything is made (as runc's
+    validator): which modes take nodes, and the two exclusive node-numbering flags."""
+    mode = _get(mp, "mode", str, path, required=True)
+    if mode not in MEMORY_POLICY_MODES:
+        raise ConfigError(f"{path}.mode", f'unknown mode "{mode}"')
+    nodes = parse_id_list(_get(mp, "nodes", str, path, default=""), f"{path}.nodes", "node")
+    flags = _str_list(mp, "flags", path)
+    for i, f in enumerate(flags):
+        if f not in MEMORY_POLICY_FLAGS:
+            raise ConfigError(f"{path}.flags[{i}]", f'unknown flag "{f}"')
+    if mode in ("MPOL_DEFAULT", "MPOL_LOCAL") and nodes:
+        raise ConfigError(f"{path}.nodes", f"{mode} takes no nodes")
+    if mode in ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED_MANY",
+                "MPOL_WEIGHTED_INTERLEAVE") and not nodes:
+        raise ConfigError(f"{path}.nodes", f"{mode} needs at least one node")
+    if "MPOL_F_STATIC_NODES" in flags and "MPOL_F_RELATIVE_NODES" in flags:
+        raise ConfigError(f"{path}.flags", "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES "
+                          "exclude each other")
+    return MemoryPolicy(mode, nodes, flags)
+
+
+def _parse_intel_rdt(rdt: dict, path: str) -> IntelRdt:
+    clos = _get(rdt, "closID", str, path, default="")
+    # one directory below the resctrl root ("/" is the root itself): never a path that
+    # could leave it
+    if clos != "/" and ("/" in clos or clos in (".", "..") or "\n" in clos):
+        raise ConfigError(f"{path}.closID", f'"{clos}" is not a resctrl group name')
+    l3 = _get(rdt, "l3CacheSchema", str, path, default="")
+    mb = _get(rdt, "memBwSchema", str, path, default="")
+    if mb and not mb.startswith("MB:"):
+        raise ConfigError(f"{path}.memBwSchema", 'must start with "MB:"')
+    schemata = _str_list(rdt, "schemata", path)
+    for where, val in ([("l3CacheSchema", l3), ("memBwSchema", mb)]
+                       + [(f"schemata[{i}]", v) for i, v in enumerate(schemata)]):
+        if "\n" in val:
+            raise ConfigError(f"{path}.{where}", "must not contain newlines")
+    return IntelRdt(clos, l3, mb, schemata, _get(rdt, "enableMonitoring", bool, path, default=False))
+
+
+def valid_netdev_name(name: str, template: bool = False) -> bool:
+    """The kernel's dev_valid_name(): 1-15 bytes, not "." or "..", no "/", ":" or white
+    space; `template`: a "%d" the kernel replaces by a free number (config-linux.md)."""
+    b = name.encode()
+    if not b or len(b) >= 16 or name in (".", ".."):
+        return False
+    if any(c in "/:" or c.isspace() for c in name):
+        return False
+    return template or "%" not in name
+
+
+def _parse_net_devices(devs: dict, path: str, linux: Linux) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for host, d in devs.items():
+        dp = f"{path}.{host}"
+        _expect(d, dict, dp)
+        if not valid_netdev_name(host):
+            raise ConfigError(dp, f'"{host}" is not a valid network device name')
+        name = _get(d, "name", str, dp, default="") or host
+        if not valid_netdev_name(name, template=True) or name.count("%") > 1 or (
+                "%" in name and "%d" not in name):
+            raise ConfigError(f"{dp}.name", f'"{name}" is not a valid network device name')
+        out[host] = name
+    if out and linux.namespace("network") is None:
+        raise ConfigError(path, "moving network devices requires a network namespace "
+                          "(the container shares the runtime's)")
+    fixed = [n for n in out.values() if "%" not in n]  # (templates get free numbers)
+    if len(set(fixed)) < len(fixed):
+        raise ConfigError(path, "two devices would get the same name in the container")
+    return out
 
 
 # --- `runp spec` -----------------------------------------------------------------------------------

@@ -19,6 +19,8 @@ FLAG_FIELDS: dict[str, tuple[str, str, str]] = {
     "cpu-shares": ("cpu", "shares", "uint"),
     "cpu-period": ("cpu", "period", "uint"),
     "cpu-quota": ("cpu", "quota", "int"),
+    "cpu-burst": ("cpu", "burst", "uint"),  # runc 1.2: cpu.cfs_burst_us (v1), cpu.max.burst (v2)
+    "cpu-idle": ("cpu", "idle", "int"),  # runc 1.3: cpu.idle (0 or 1)
     "cpu-rt-period": ("cpu", "realtimePeriod", "uint"),
     "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int"),
     "cpuset-cpus": ("cpu", "cpus", "str"),
@@ -112,14 +114,18 @@ def _flag_for(path: str) -> str | None:
 
 def update(root: str, container_id: str, flags: dict, stdin) -> None:
     from .container import Container
-    if flags.get("l3-cache-schema") or flags.get("mem-bw-schema"):
-        raise RuntimeFailure("Intel RDT is not supported by runp")
     source = flags.get("resources")
     res = read_resources(source, stdin) if source else resources_from_flags(flags)
     c = Container(root, container_id)
     status = c.status()
     if status == "stopped":
         raise NotRunning(container_id)
+    l3, mb = flags.get("l3-cache-schema"), flags.get("mem-bw-schema")
+    if l3 is not None or mb is not None:  # runc's flags: the resctrl group's schemata
+        from .linux import intelrdt
+        intelrdt.update(c.state.extra.get("intel_rdt") or {}, c.spec().linux.intel_rdt, l3, mb)
+        if not res:
+            return
     if not c.state.cgroup:
         raise RuntimeFailure(f"container {container_id} has no cgroup to update")
     try:

@@ -175,6 +175,19 @@ def force_delete(cmd: list[str], cid: str, attempts: int = 40) -> None:
                          f"{p.stderr.decode(errors='replace') if p else ''}")
 
 
+def run_container(cmd: list[str], bundle, *global_flags: str,
+                  prefix: str = "t") -> subprocess.CompletedProcess:
+    """`run` the bundle in the foreground with any runc-compatible runtime (`cmd` ends in its
+    --root); the container is gone afterwards whatever happened."""
+    cid = new_id(prefix)
+    try:
+        return subprocess.run(cmd[:1] + list(global_flags) + cmd[1:]
+                              + ["run", "-b", str(bundle.path), cid],
+                              capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    finally:
+        force_delete(cmd, cid)
+
+
 def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -114,9 +114,12 @@ def as_bytes(doc) -> bytes:
 
 
 def one_line_error(text: str, names: tuple[str, ...]) -> str | None:
-    """What is wrong with a failure's output, or None: one line, no traceback or internal
-    error, and naming one of `names` (the file, or the flag it came in by)."""
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    """What is wrong with a failure's output, or None: one line (besides warnings), no
+    traceback or internal error, and naming one of `names` (the file, or the flag it came in
+    by)."""
+    # warnings (an unknown capability is one: config.md) may come first; the error is one line
+    lines = [ln for ln in text.strip().splitlines()
+             if ln.strip() and "level=warning" not in ln and not ln.startswith("WARN")]
     if "Traceback" in text or "internal error" in text:
         return f"a crash: {text.strip()[-800:]}"
     if len(lines) != 1:

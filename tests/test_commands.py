@@ -58,7 +58,13 @@ def test_features_document(runp):
     assert lx["cgroup"] == {"v1": True, "v2": True, "systemd": True,
                             "systemdUser": lx["cgroup"]["systemdUser"], "rdma": True}
     assert lx["mountExtensions"] == {"idmap": {"enabled": True}}  # (Linux 5.12+, as here)
-    assert lx["intelRdt"] == {"enabled": False}
+    assert lx["intelRdt"] == {"enabled": True, "schemata": True, "monitoring": True}
+    assert lx["netDevices"] == {"enabled": True}
+    assert lx["memoryPolicy"]["modes"] == sorted(
+        ["MPOL_DEFAULT", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_WEIGHTED_INTERLEAVE",
+         "MPOL_PREFERRED", "MPOL_PREFERRED_MANY", "MPOL_LOCAL"])
+    assert lx["memoryPolicy"]["flags"] == ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES",
+                                           "MPOL_F_STATIC_NODES"]
     sc = lx["seccomp"]
     assert sc["enabled"] is True
     assert "SCMP_ARCH_X86_64" in sc["archs"]

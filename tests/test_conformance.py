@@ -1,4 +1,5 @@
-"""The runtime-spec conformance suite (conformance/oci_conformance.py) against runp, in CI.
+"""The runtime-spec conformance suite (conformance/oci_conformance.py, cases in conformance/cases/)
+against runp, in CI.
 
 The suite runs once per session (about a minute), as a separate process: it makes itself a
 child subreaper and changes its oom_score_adj for a case, which must not touch pytest. Each case
@@ -9,7 +10,6 @@ conflicts are reported as skips with the suite's reason.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,10 +22,11 @@ TOP = Path(__file__).resolve().parent.parent
 SUITE = TOP / "conformance" / "oci_conformance.py"
 RUNP = os.environ.get("RUNP") or str(TOP / ".venv" / "bin" / "runp")
 
-_spec = importlib.util.spec_from_file_location("oci_conformance", SUITE)
-oci = importlib.util.module_from_spec(_spec)
-sys.modules["oci_conformance"] = oci
-_spec.loader.exec_module(oci)
+# the suite's modules (as oci_conformance.py finds them: next to it); importing cases registers them
+sys.path.insert(0, str(SUITE.parent))
+import cases  # noqa: E402,F401
+import harness  # noqa: E402
+import registry  # noqa: E402
 
 # case name -> why runp fails it today (each was reported to the owner of that code)
 KNOWN_GAPS: dict[str, str] = {}
@@ -47,12 +48,12 @@ def results(tmp_path_factory) -> dict[str, dict]:
 
 def test_every_run_leaves_no_cgroup_parent(results):
     """The suite removes its cgroup parents at the end; anything left is a leak of some case."""
-    left = [os.path.join(r, oci.CGROUP_PARENT) for r in oci.Cgroups().roots()
-            if os.path.isdir(os.path.join(r, oci.CGROUP_PARENT))]
+    left = [os.path.join(r, harness.CGROUP_PARENT) for r in harness.Cgroups().roots()
+            if os.path.isdir(os.path.join(r, harness.CGROUP_PARENT))]
     assert not left
 
 
-@pytest.mark.parametrize("name", [c.name for c in oci.CASES])
+@pytest.mark.parametrize("name", [c.name for c in registry.CASES])
 def test_case(results, name):
     r = results.get(name)
     assert r is not None, f"{name} did not run"

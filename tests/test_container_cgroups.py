@@ -437,8 +437,8 @@ def test_devices_cgroup_files(runp, bundle, cid):
         for want in ("c 1:11 w", "c 1:3 rwm", "c 1:5 rwm", "c 136:* rwm", "c *:* m", "b *:* m"):
             assert want in lines, lines
     else:
-        from runtime.linux.cgroups import devices
-        assert devices.attached_programs(d), f"no device program attached to {d}"
+        from runtime.linux.cgroups import bpf
+        assert bpf.attached_programs(d), f"no device program attached to {d}"
     delete(runp, cid, rec)
 
 

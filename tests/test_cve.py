@@ -110,6 +110,7 @@ NOTIF_RECV = 0xC0502100
 NOTIF_SEND = 0xC0182101
 USER_NOTIF_FLAG_CONTINUE = 1
 SYS_execve = 59
+SYS_execveat = 322  # runp runs the checked program through its fd (process.Program)
 
 
 class ExecGate:
@@ -138,7 +139,7 @@ class ExecGate:
 
     def profile(self) -> dict:
         return {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(self.path),
-                "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_NOTIFY"}]}
+                "syscalls": [{"names": ["execve", "execveat"], "action": "SCMP_ACT_NOTIFY"}]}
 
     def _run(self) -> None:
         try:
@@ -165,7 +166,7 @@ class ExecGate:
             os.close(fd)
             return
         nid, pid, _, nr = struct.unpack_from("=QIIi", buf)
-        if nr == SYS_execve and self.armed.is_set() and not self.held.is_set():
+        if nr in (SYS_execve, SYS_execveat) and self.armed.is_set() and not self.held.is_set():
             self.held_pid = pid
             self.held.set()
             self.release.wait(60)
@@ -651,7 +652,8 @@ EXPECTED = {
     "mount-destination": "tmpfs-inside\n", "bind-file-destination": "bound content\n",
     "bind-dir-destination": "volume\n", "dev-dir": "3\n", "device-path": "2\n",
     "masked-path": "masked:\n", "readonly-path": "done\n", "proc-dir": None, "sys-dir": None,
-    "sysctl-file": None, "sysctl-dir": None,
+    # sysctls go below runp's own procfs (linux/procfs.py): the image's /proc/sys is never used
+    "sysctl-file": "", "sysctl-dir": "",
 }
 
 
@@ -665,7 +667,8 @@ def test_rootfs_symlinks_cannot_reach_the_host(runp, bundle, cid, tmp_path, atta
     Defence: every path in the rootfs is resolved with openat2(RESOLVE_IN_ROOT) and used
     through the fd (paths.py, mounts.py); masked/read-only paths, sysctls and the cwd are
     handled after pivot_root; procfs and sysfs must go on real directories; sysctls are
-    written only to files verified to be on procfs.
+    written below a procfs of runp's own (linux/procfs.py), never through the container's
+    /proc (before that, to files verified to be on procfs: create failed).
     Verified: with paths.open_in_root/mkdir_all resolving "<rootfs>/<path>" on the host
     instead of with RESOLVE_IN_ROOT, the mount-destination, bind-dir-destination, absolute
     bind-file-destination and device-path cases change the canary (directories, files or
@@ -888,7 +891,8 @@ def _fail_cgroup(b, tmp):
 
 
 def _fail_caps(b, tmp):
-    b.config["process"]["capabilities"] = {"bounding": ["CAP_SYS_RESOURCE"]}
+    # checked by the init before "go" (a capability it cannot grant is only a warning)
+    b.config["process"]["capabilities"] = {"bounding": ["CAP_CHOWN", 24]}
 
 
 def _fail_readonly_rootfs_mount(b, tmp):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -179,9 +180,15 @@ def test_process_file_errors_name_the_file(runp, bundle, cid, tmp_path):
     p = runp("exec", "-p", str(pf), cid, check=False)
     assert p.returncode != 0 and b"invalid JSON" in p.stderr
     pf.write_text(json.dumps({"args": ["true"], "cwd": "/",
-                              "capabilities": {"bounding": ["CAP_NO_SUCH"]}}))
+                              "capabilities": {"bounding": [5]}}))
     p = runp("exec", "-p", str(pf), cid, check=False)
     assert p.returncode != 0
+    assert f"{pf}: process.capabilities.bounding[0]".encode() in p.stderr, p.stderr
+    # a capability that cannot be granted is a warning naming the file (config.md)
+    pf.write_text(json.dumps({"args": ["true"], "cwd": "/",
+                              "capabilities": {"bounding": ["CAP_NO_SUCH"]}}))
+    p = runp("exec", "-p", str(pf), cid, check=False)
+    assert p.returncode == 0
     assert f"{pf}: process.capabilities.bounding[0]".encode() in p.stderr, p.stderr
 
 
@@ -437,6 +444,36 @@ def test_signals_forwarded(runp, bundle, cid, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_signal_while_exec_starts_is_not_fatal(runp, bundle, cid, tmp_path):
+    """A signal that reaches `runp exec` while the process is being started (after the fork,
+    before the wait) is held and forwarded once the process exists, as runc's signal handler
+    queues it; before, it killed runp and left the process running without its waiter. The
+    signal is sent when --debug logs the fork phase, inside that window."""
+    start(runp, bundle, cid)
+    fifo = tmp_path / "log"
+    os.mkfifo(fifo)
+    for _ in range(5):
+        reader = os.open(fifo, os.O_RDWR)  # (a writer of its own: no EOF before runp opens it)
+        proc = subprocess.Popen([runp.binary, "--root", str(runp.root), "--debug", "--log",
+                                 str(fifo), "exec", cid, "sh", "-c", "trap 'exit 42' TERM; "
+                                 "sleep 2; exit 3"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            buf = b""
+            while b"phase fork" not in buf:
+                assert select.select([reader], [], [], 20)[0], buf
+                buf += os.read(reader, 4096)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=20)
+            # forwarded: the process's trap (42), or its death by SIGTERM before the trap was set
+            assert code in (42, 128 + signal.SIGTERM), code
+        finally:
+            os.close(reader)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_no_pivot_container(runp, bundle, cid):

@@ -183,7 +183,7 @@ def _no_userns(c: dict, u) -> None:
         {"type": "RLIMIT_NPROC", "soft": 1000, "hard": 1 << 40}]), "process.rlimits[1]: cannot set "
                                                                      "RLIMIT_NPROC to 1000:1099511627776"),
     ("lower oomScoreAdj", lambda c, u: c["process"].update(oomScoreAdj=-500),
-     "process.oomScoreAdj: cannot set -500"),
+     "process.oomScoreAdj: write /proc/self/oom_score_adj: cannot set -500"),
 ])
 def test_what_needs_root_is_a_one_line_error(rootless_user, ubundle, what, change, field):
     """Limits that need a cgroup the user may not make, or privileges it lacks: one line naming

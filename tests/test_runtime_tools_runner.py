@@ -176,7 +176,7 @@ def test_point_classification(program, description, number, category):
     ("linux_cgroups_network", "timeout", rt.MACHINE_LACKS),
     ("linux_process_apparmor_profile", "exit 1", rt.MACHINE_LACKS),
     ("process_capabilities", "exit 1", rt.MACHINE_LACKS),
-    ("process_capabilities_fail", "exit 1", None),
+    ("process_capabilities_fail", "exit 1", rt.SUITE_BUG),
     ("linux_mount_label", "exit 1", None),
 ])
 def test_program_level_classification(program, text, category):

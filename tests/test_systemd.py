@@ -221,7 +221,9 @@ def test_marshalling_round_trip_and_alignment():
     # "runp-x.scope": length 12 (u32), 12 bytes, NUL (17 bytes); "replace" at 20 (4-aligned)
     assert data[:4] == (12).to_bytes(4, "little") and data[20:24] == (7).to_bytes(4, "little")
     assert data[17:20] == b"\0\0\0"
-    out = dbus.unmarshal(sig, data)
+    # read back as the client reads every reply: a whole message through decode()
+    msg, _ = dbus.decode(dbus.encode_call(1, None, "/o", "o.I", "M", sig, values))
+    out = msg.body
     assert out[0:2] == values[0:2] and out[3] == []
     # a variant unmarshals to its value
     assert out[2] == [("Delegate", True), ("PIDs", [7, 8]), ("AllowedCPUs", b"\x03"),

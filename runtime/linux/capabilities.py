@@ -91,13 +91,22 @@ def mask(caps: frozenset[int] | set[int]) -> int:
     return m
 
 
+_LAST_CAP: int | None = None
+
+
 def last_cap() -> int:
-    """The highest capability number this kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAPS.values())
+    """The highest capability number this kernel knows (read once per process). Read below
+    our own procfs: a file mounted over the container's /proc/sys/kernel/cap_last_cap could
+    otherwise make runp believe in fewer capabilities, and leave the others in the bounding
+    set."""
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        from . import procfs
+        try:
+            _LAST_CAP = int(procfs.read("sys/kernel/cap_last_cap"))
+        except OSError:
+            _LAST_CAP = max(CAPS.values())
+    return _LAST_CAP
 
 
 def host_bounding() -> int:
@@ -115,15 +124,26 @@ def host_bounding() -> int:
 
 
 def parse(caps: dict | None, path: str = "process.capabilities",
-          warn: Callable[[str], None] | None = None) -> CapSets | None:
+          warn: Callable[[str], None] | None = None, file: str = "config.json") -> CapSets | None:
     """Validate process.capabilities and map names to numbers.
 
     None (no `capabilities` object) returns None: like runc, the init then leaves the capability
     sets alone. An unknown name, or one the host cannot grant (beyond cap_last_cap or outside
     our bounding set), raises ConfigError; if `warn` is given it is called with the message and
     the name is dropped instead, which is what runtime-spec 1.3 asks ("MUST be logged as a
-    warning ... SHOULD NOT fail") and what runc does. Wrong JSON types always raise.
+    warning ... SHOULD NOT fail") and what runc does. Wrong JSON types always raise. `file`
+    is what the messages name (config.json, or exec's --process file).
     """
+    def problem(where: str, what: str) -> None:
+        err = ConfigError(where, what, file=file)
+        if warn is None:
+            raise err
+        warn(str(err))
+    return _parse(caps, path, problem)
+
+
+def _parse(caps: dict | None, path: str, problem: Callable[[str, str], None]) -> CapSets | None:
+    """parse(), with each name that cannot be granted handed to `problem` (path, what)."""
     if caps is None:
         return None
     if not isinstance(caps, dict):
@@ -145,12 +165,12 @@ def parse(caps: dict | None, path: str = "process.capabilities",
                 raise ConfigError(item, f"must be a string, not {json_type(cap)}")
             num = CAPS.get(cap)
             if num is None:
-                _problem(item, f'unknown capability "{cap}"', warn)
+                problem(item, f'unknown capability "{cap}"')
                 continue
             if avail is None:
                 avail = host_bounding() & ((1 << (last_cap() + 1)) - 1)
             if not avail >> num & 1:
-                _problem(item, f'capability "{cap}" is not available on this host', warn)
+                problem(item, f'capability "{cap}" is not available on this host')
                 continue
             out.add(num)
         sets[name] = frozenset(out)
@@ -214,8 +234,12 @@ def capset(effective: frozenset[int], permitted: frozenset[int],
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 
-def _problem(path: str, problem: str, warn: Callable[[str], None] | None) -> None:
-    err = ConfigError(path, problem)
-    if warn is None:
-        raise err
-    warn(str(err))
+def unavailable(caps: object, path: str = "process.capabilities") -> list[tuple[str, str]]:
+    """(JSON path, problem) for every name in well-typed sets that this host cannot grant:
+    what create and exec drop with a warning, and what `runp check` reports as an error."""
+    found: list[tuple[str, str]] = []
+    if isinstance(caps, dict):
+        sets = {k: v for k, v in caps.items() if k in SET_NAMES and isinstance(v, list)}
+        _parse(sets, path, lambda where, problem: found.append((where, problem)))
+    return found
+

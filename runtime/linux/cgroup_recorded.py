@@ -53,6 +53,15 @@ def is_frozen(version: str, d: str) -> bool:
     return True
 
 
+def empty(cgroup: dict) -> bool:
+    """Whether the recorded cgroup certainly holds no process, sub-cgroups included: cgroup2's
+    cgroup.events says "populated 0" (hybrid hosts have it in the unified hierarchy too). False
+    when that cannot be told (no cgroup2 directory, or it is gone)."""
+    unified = cgroup.get("unified")
+    events = _try_read(f"{unified}/cgroup.events") if unified else None
+    return events is not None and "populated 0" in events
+
+
 def _try_read(path: str) -> str | None:
     try:
         with open(path) as f:

@@ -19,7 +19,7 @@ import errno
 import os
 
 from ..spec import IDMap, Mount
-from . import namespaces
+from . import namespaces, procfs
 from . import sys as lsys
 
 MOUNT_ATTR_IDMAP = 0x100000
@@ -85,8 +85,9 @@ class Idmapper:
 def new_userns(uid_maps: list[IDMap], gid_maps: list[IDMap]) -> int:
     """An fd of a new user namespace with these mappings: a child unshares it and waits while
     we write its maps (host root may map anything); it exits once we hold the namespace."""
-    pid_r, pid_w = os.pipe()  # child -> us: its pid as our /proc names it
+    pid_r, pid_w = os.pipe()  # child -> us: its pid as our procfs names it
     go_r, go_w = os.pipe()  # us -> child: EOF lets it exit
+    proc = procfs.root()  # (the child's pid is written in this procfs's pid namespace)
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -94,8 +95,8 @@ def new_userns(uid_maps: list[IDMap], gid_maps: list[IDMap]) -> int:
             os.close(pid_r)
             os.close(go_w)
             lsys.unshare(lsys.CLONE_NEWUSER)
-            # (in a new pid namespace our pid differs from the one our /proc uses)
-            os.write(pid_w, os.readlink("/proc/self").encode())
+            # (in a new pid namespace our pid differs from the one our procfs uses)
+            os.write(pid_w, os.readlink("self", dir_fd=proc).encode())
             os.read(go_r, 1)
             code = 0
         finally:
@@ -111,7 +112,11 @@ def new_userns(uid_maps: list[IDMap], gid_maps: list[IDMap]) -> int:
                 namespaces.write_id_map(proc_pid, name, maps)
             except OSError as e:
                 raise OSError(e.errno, f"idmapped mount: write {name}: {e.strerror}") from None
-        return os.open(f"/proc/{proc_pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        nsdir = procfs.open_file(f"{proc_pid}/ns", procfs.O_PATH | os.O_DIRECTORY)
+        try:
+            return os.open("user", os.O_RDONLY | os.O_CLOEXEC, dir_fd=nsdir)
+        finally:
+            os.close(nsdir)
     finally:
         os.close(pid_r)
         os.close(go_w)

@@ -9,15 +9,18 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import struct
 
 from ..errors import RuntimeFailure
 from ..spec import Mount, Spec
-from . import idmapped, nopivot, paths
+from . import idmapped, nopivot, paths, procfs
 from .mountinfo import unescape as _unescape
 from . import sys as lsys
 
-# option -> (clear, set) on the mount flags
+# superblock flags mount(2) takes that no other module needs (sys.py has the common ones)
+MS_POSIXACL, MS_I_VERSION = 1 << 16, 1 << 23
+# option -> (clear, set) on the mount flags: every keyword of config.md's list that is a flag
+# (runc's mountFlags table). Passed as data, "defaults", "silent", "iversion", "acl" make a
+# tmpfs or proc mount fail with EINVAL.
 _FLAGS: dict[str, tuple[bool, int]] = {
     "ro": (False, lsys.MS_RDONLY), "rw": (True, lsys.MS_RDONLY),
     "nosuid": (False, lsys.MS_NOSUID), "suid": (True, lsys.MS_NOSUID),
@@ -34,6 +37,10 @@ _FLAGS: dict[str, tuple[bool, int]] = {
     "lazytime": (False, lsys.MS_LAZYTIME), "nolazytime": (True, lsys.MS_LAZYTIME),
     "nosymfollow": (False, lsys.MS_NOSYMFOLLOW), "symfollow": (True, lsys.MS_NOSYMFOLLOW),
     "bind": (False, lsys.MS_BIND), "rbind": (False, lsys.MS_BIND | lsys.MS_REC),
+    "defaults": (False, 0),
+    "silent": (False, lsys.MS_SILENT), "loud": (True, lsys.MS_SILENT),
+    "iversion": (False, MS_I_VERSION), "noiversion": (True, MS_I_VERSION),
+    "acl": (False, MS_POSIXACL), "noacl": (True, MS_POSIXACL),
 }
 _PROPAGATION = {
     "private": lsys.MS_PRIVATE, "rprivate": lsys.MS_PRIVATE | lsys.MS_REC,
@@ -64,7 +71,7 @@ DEFAULT_DEVICES = (  # path, major, minor
 DEV_SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
                 ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"))
 
-PROC_SUPER_MAGIC = 0x9FA0
+PROC_SUPER_MAGIC = procfs.PROC_SUPER_MAGIC
 SYSFS_MAGIC = 0x62656572
 
 
@@ -207,7 +214,10 @@ class RootfsBuilder:
                 flags = opts.flags & ~lsys.MS_REMOUNT
                 data = ",".join(opts.data)
                 if self.spec.linux.mount_label and fstype in ("tmpfs", "mqueue", "devpts", "shm"):
-                    pass  # SELinux context= is only meaningful where SELinux is enabled
+                    from ..process import lsm_enabled
+                    if lsm_enabled()[1]:  # runc's label.FormatMountLabel; else a warning (create)
+                        label = f'context="{self.spec.linux.mount_label}"'
+                        data = f"{data},{label}" if data else label
                 try:
                     lsys.mount(m.source or fstype, target, fstype or None, flags, data)
                 except PermissionError:
@@ -452,7 +462,7 @@ class RootfsBuilder:
         finally:
             os.close(pfd)
 
-    def setup_console(self, slave_path: str) -> None:
+    def setup_console(self, slave: int) -> None:
         """Bind the pty slave onto /dev/console, never through a symlink (CVE-2025-52565): a
         symlink the image has there is replaced by a regular file (unless /dev is bound from
         elsewhere: then it is an error, we do not unlink what is not ours), and the bind goes
@@ -478,7 +488,8 @@ class RootfsBuilder:
             mode = os.fstat(fd).st_mode
             if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
                 raise OSError(errno.EEXIST, "/dev/console is a symlink or a directory")
-            lsys.mount(slave_path, paths.fd_path(fd), None, lsys.MS_BIND)
+            # (on fds: after pivot_root a /proc/self/fd path is the container's to redirect)
+            os.close(_attach(lsys.clone_tree(slave, recursive=False), fd))
         finally:
             os.close(fd)
 
@@ -520,7 +531,7 @@ class RootfsBuilder:
         try:
             if own:
                 proc = os.open("/proc", paths.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                if _fstatfs_type(proc) != PROC_SUPER_MAGIC:
+                if lsys.fstatfs_type(proc) != PROC_SUPER_MAGIC:
                     raise OSError(errno.ENOENT, "/proc is not a procfs")
                 # A shared "/" would pass the moved tree on to its peers (the host's "/" with
                 # rootfsPropagation "rshared": the container's mounts would appear there)
@@ -572,21 +583,24 @@ class RootfsBuilder:
             for fd, _, _ in todo:
                 os.close(fd)
 
+    # After pivot_root "/proc/self/fd/N" would be resolved in the container's /proc, where the
+    # config may have mounted anything (a directory of symlinks over /proc/1/fd: the mask or
+    # the read-only bind lands elsewhere, and /proc/sysrq-trigger or /proc/sys stays open,
+    # CVE-2025-31133 class). So these mounts are made on fds alone: open_tree, fsmount,
+    # move_mount and mount_setattr take no path.
     def _readonly(self, path: str) -> None:
         try:
             fd = paths.open_in_root(self.rootfd, path)
         except FileNotFoundError:
             return
         try:
-            target = paths.fd_path(fd)
-            lsys.mount(target, target, None, lsys.MS_BIND | lsys.MS_REC)
-            top = paths.open_in_root(self.rootfd, path)  # the new mount's root, not the fd's
-            try:
-                t = paths.fd_path(top)
-                lsys.mount(None, t, None, lsys.MS_BIND | lsys.MS_REMOUNT | lsys.MS_RDONLY
-                           | lsys.MS_REC | _locked_flags(t))
-            finally:
-                os.close(top)
+            tree = lsys.clone_tree(fd, recursive=True)
+            try:  # only the top mount read-only, as runc's bind + remount
+                lsys.mount_setattr(tree, MOUNT_ATTR_RDONLY, 0, recursive=False)
+            except BaseException:
+                os.close(tree)
+                raise
+            os.close(_attach(tree, fd))
         except OSError as e:
             raise RuntimeFailure(f"config.json: linux.readonlyPaths: {path}: {e.strerror or e}") from None
         finally:
@@ -598,11 +612,11 @@ class RootfsBuilder:
         except (FileNotFoundError, NotADirectoryError):
             return
         try:
-            target = paths.fd_path(fd)
             if paths.is_dir_fd(fd):
-                lsys.mount("tmpfs", target, "tmpfs", lsys.MS_RDONLY)
+                tree = lsys.new_mount("tmpfs", {"source": "tmpfs"}, MOUNT_ATTR_RDONLY)
             else:
-                lsys.mount(paths.fd_path(self._dev_null()), target, None, lsys.MS_BIND)
+                tree = lsys.clone_tree(self._dev_null(), recursive=False)
+            os.close(_attach(tree, fd))
         except OSError as e:
             raise RuntimeFailure(f"config.json: linux.maskedPaths: {path}: {e.strerror or e}") from None
         finally:
@@ -693,15 +707,6 @@ def _locked_flags(path: str) -> int:
     return out
 
 
-_fstatfs = lsys.function("fstatfs")
-
-
-def _fstatfs_type(fd: int) -> int:
-    buf = lsys.buffer(120)  # struct statfs; f_type (a long) comes first
-    lsys._check(_fstatfs(fd, buf), "fstatfs")
-    return struct.unpack_from("l", buf.raw)[0]
-
-
 def check_idmapped(spec: Spec) -> None:
     """What config.md requires of idmapped mounts, checked in `create` before anything is
     made: bind mounts only, both mappings or none, and none only with a user namespace (whose
@@ -760,24 +765,9 @@ def _host_netns(spec: Spec) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
-def write_proc_file(path: str, value: str, what: str) -> None:
-    """Write `value` to a /proc file, refusing when the opened file is not on procfs (a mount
-    over it could otherwise redirect the write). Errors name `what`."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except OSError as e:
-        raise RuntimeFailure(f"{what}: {e.strerror or e}") from None
-    try:
-        if _fstatfs_type(fd) != PROC_SUPER_MAGIC:
-            raise RuntimeFailure(f"{what}: {path} is not on procfs")
-        os.write(fd, value.encode())
-    except OSError as e:
-        raise RuntimeFailure(f"{what}: {e.strerror or e}") from None
-    finally:
-        os.close(fd)
-
-
 def write_sysctls(sysctl: dict[str, str]) -> None:
-    """linux.sysctl, written under the container's /proc/sys."""
+    """linux.sysctl, written under /proc/sys of our own procfs (procfs.py): the values apply to
+    the namespaces we are in, and nothing mounted over the container's /proc/sys can redirect
+    them (CVE-2025-52881)."""
     for key, value in sysctl.items():
-        write_proc_file(f"/proc/sys/{key.replace('.', '/')}", value, f"config.json: linux.sysctl.{key}")
+        procfs.write_or_fail(f"sys/{key.replace('.', '/')}", value, f"config.json: linux.sysctl.{key}")

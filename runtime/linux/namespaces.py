@@ -6,6 +6,7 @@ import os
 
 from ..errors import RuntimeFailure
 from ..spec import IDMap, Namespace
+from . import procfs
 from . import sys as lsys
 
 FLAGS = {
@@ -79,33 +80,20 @@ def write_id_maps(pid: int, uid_maps: list[IDMap], gid_maps: list[IDMap]) -> Non
 
 
 def _deny_setgroups(pid: int) -> None:
-    fd = os.open(f"/proc/{pid}/setgroups", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, b"deny")
-    finally:
-        os.close(fd)
+    procfs.write(f"{pid}/setgroups", b"deny")
 
 
 def write_id_map(pid: int | str, name: str, maps: list[IDMap]) -> None:
     """Write one of /proc/<pid>/uid_map and gid_map (nothing for no maps)."""
     if not maps:
         return
-    data = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps).encode()
-    fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    procfs.write(f"{pid}/{name}", "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps))
 
 
 def write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
     data = "".join(f"{clock} {secs} {nsecs}\n" for clock, (secs, nsecs) in offsets.items())
     try:
-        fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, data.encode())
-        finally:
-            os.close(fd)
+        procfs.write("self/timens_offsets", data)
     except OSError as e:
         raise RuntimeFailure(f"config.json: linux.timeOffsets: {e.strerror}") from None
 

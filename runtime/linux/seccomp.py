@@ -85,14 +85,6 @@ def enabled(cfg: dict | None) -> bool:
     return bool(cfg) and bool(cfg.get("defaultAction") or cfg.get("syscalls"))
 
 
-def uses_notify(cfg: dict | None) -> bool:
-    """True if load() will return a listener fd that must go to listenerPath."""
-    if not enabled(cfg):
-        return False
-    return any(isinstance(c, dict) and c.get("action") == "SCMP_ACT_NOTIFY"
-               for c in (cfg.get("syscalls") or ()))
-
-
 def validate(cfg: dict | None, path: str = "linux.seccomp") -> None:
     """Check linux.seccomp without libseccomp; raises ConfigError naming the JSON path."""
     if cfg is None:
@@ -437,27 +429,6 @@ def send_notify_fd(listener_path: str, fd: int, state_json: bytes, metadata: str
     except OSError as e:
         raise RuntimeFailure(
             f"cannot send seccomp fd to {listener_path}: {e.strerror or e}") from None
-
-
-def pidfd_getfd(pid: int, target_fd: int) -> int:
-    """Copy fd `target_fd` out of process `pid` (close-on-exec), as runc's parent does.
-
-    Lets the init report the notify fd by number with a plain write(2).
-    """
-    import ctypes
-
-    from . import sys as _sys
-
-    pidfd = os.pidfd_open(pid)
-    try:
-        ret = _sys.libc.syscall(ctypes.c_long(438), ctypes.c_int(pidfd),
-                                ctypes.c_int(target_fd), ctypes.c_uint(0))
-        if ret == -1:
-            err = ctypes.get_errno()
-            raise OSError(err, f"pidfd_getfd: {os.strerror(err)}")
-        return ret
-    finally:
-        os.close(pidfd)
 
 
 # --- helpers ----------------------------------------------------------------------------------

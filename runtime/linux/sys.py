@@ -58,7 +58,6 @@ MS_LAZYTIME = 0x2000000
 MNT_DETACH = 0x2
 
 # prctl
-PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
@@ -86,6 +85,11 @@ SYS_close_range = 436
 SYS_open_tree = 428
 SYS_move_mount = 429
 SYS_mount_setattr = 442
+SYS_fsopen = 430
+SYS_fsconfig = 431
+SYS_fsmount = 432
+SYS_faccessat2 = 439
+SYS_set_mempolicy = 238  # (x86_64; linux/mempolicy.py)
 
 # open_tree(2), move_mount(2), mount_setattr(2)
 AT_FDCWD = -100
@@ -94,6 +98,13 @@ AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+# fsopen(2), fsconfig(2), fsmount(2); faccessat2(2)
+FSOPEN_CLOEXEC = 0x1
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
+FSMOUNT_CLOEXEC = 0x1
+AT_EACCESS = 0x200
 
 
 def _check(ret: int, what: str = "", path: str | None = None) -> int:
@@ -112,6 +123,14 @@ _umount2 = function("umount2")
 _sethostname = function("sethostname")
 _setdomainname = function("setdomainname")
 _prctl = function("prctl")
+_fstatfs = function("fstatfs")
+
+
+def fstatfs_type(fd: int) -> int:
+    """f_type of the file system `fd` is on (PROC_SUPER_MAGIC, ...)."""
+    buf = buffer(120)  # struct statfs; f_type (a long) comes first
+    _check(_fstatfs(fd, buf), "fstatfs")
+    return struct.unpack_from("l", buf.raw)[0]
 
 
 def unshare(flags: int) -> None:
@@ -174,10 +193,6 @@ def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
-def set_pdeathsig(sig: int) -> None:
-    prctl(PR_SET_PDEATHSIG, sig)
-
-
 def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
@@ -204,6 +219,29 @@ def attach_tree(tree_fd: int, dest_fd: int) -> None:
     """move_mount(2) of a detached tree onto the object behind `dest_fd`."""
     _check(syscall(SYS_move_mount, tree_fd, b"", dest_fd, b"",
                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
+
+
+def new_mount(fstype: str, options: dict[str, str], attrs: int = 0) -> int:
+    """A new, detached mount of a fresh `fstype` instance (fsopen, fsconfig, fsmount): an
+    O_PATH fd of its root, attached nowhere (attach_tree() can put it somewhere)."""
+    ctx = _check(syscall(SYS_fsopen, fstype.encode(), FSOPEN_CLOEXEC), "fsopen", fstype)
+    try:
+        for key, value in options.items():
+            _check(syscall(SYS_fsconfig, ctx, FSCONFIG_SET_STRING, key.encode(), value.encode(), 0),
+                   f"fsconfig {key}={value}", fstype)
+        _check(syscall(SYS_fsconfig, ctx, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig create",
+               fstype)
+        return _check(syscall(SYS_fsmount, ctx, FSMOUNT_CLOEXEC, attrs), "fsmount", fstype)
+    finally:
+        os.close(ctx)
+
+
+def exec_denied(fd: int) -> bool:
+    """Whether execve would refuse our effective ids the file behind `fd` (faccessat2 X_OK
+    says EACCES, a noexec mount included). Any other failure (ENOSYS, a seccomp profile
+    without faccessat2) is no answer: False, and execve decides."""
+    return syscall(SYS_faccessat2, fd, b"", os.X_OK, AT_EMPTY_PATH | AT_EACCESS) == -1 \
+        and get_errno() == 13  # EACCES
 
 
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:

@@ -255,6 +255,14 @@ def not_supported(field: str, why: str) -> ConfigError:
     return ConfigError(field, f"not supported on this host ({why})")
 
 
+def ignored(field: str, why: str) -> None:
+    """A deprecated limit this host cannot apply is a warning naming it, never silent (runc
+    1.2 warns about kernel memory too)."""
+    from ...log import log
+    where = f"config.json: {field}" if field.startswith("linux.") else field
+    log.warning(f"{where}: ignored: {why}")
+
+
 def write_field(field: str, dirpath: str, name: str, value: str) -> None:
     """Write a resource value; failures become a ConfigError naming the config field."""
     try:

@@ -170,11 +170,6 @@ def marshal(sig: str, values: list) -> bytes:
     return bytes(w.buf)
 
 
-def unmarshal(sig: str, data: bytes) -> list:
-    r = _Reader(data)
-    return [r.get(t) for t in split_signature(sig)]
-
-
 class Message:
     __slots__ = ("type", "flags", "serial", "fields", "body")
 

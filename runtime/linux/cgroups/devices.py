@@ -258,19 +258,3 @@ def set_v1(dirpath: str, rules: list[Rule], n_config: int, field: str) -> None:
                                                        and after != target):
         raise RuntimeFailure(f"{field}: the devices cgroup {dirpath} does not match the "
                              f"requested rules after writing them")
-
-
-def set_v2(dirpath: str, rules: list[Rule], n_config: int, field: str) -> None:
-    """cgroup v2 has no devices files: an eBPF program does it (see bpf.py)."""
-    from . import bpf
-    bpf.set_v2(dirpath, rules, n_config, field)
-
-
-def attached_programs(dirpath: str) -> list[int]:
-    from . import bpf
-    return bpf.attached_programs(dirpath)
-
-
-def build_program(rules: list[Rule]) -> bytes:
-    from . import bpf
-    return bpf.build_program(rules)

@@ -71,14 +71,21 @@ def set_memory(d: str, m: dict, field: str, update: bool) -> None:
     if reservation is not None:
         write_field(f"{field}.reservation", d, "memory.soft_limit_in_bytes", str(reservation))
     kernel = get_int(m, "kernel", field)
-    if kernel and exists(d, "memory.kmem.limit_in_bytes"):
-        try:   # deprecated: newer kernels accept and ignore it, or refuse it; never fatal
+    if kernel and kernel != -1:  # deprecated: newer kernels ignore it or refuse it; never fatal
+        try:
             common.write(d, "memory.kmem.limit_in_bytes", str(kernel))
-        except OSError:
-            pass
+            now = read_uint(d, "memory.kmem.limit_in_bytes", -1)
+        except OSError as e:
+            now = e.strerror or str(e)
+        if now != kernel - kernel % os.sysconf("SC_PAGE_SIZE"):  # 5.16+: taken, limits nothing
+            common.ignored(f"{field}.kernel", f"this kernel does not limit kernel memory "
+                                              f"(memory.kmem.limit_in_bytes: {now})")
     tcp = get_int(m, "kernelTCP", field)
-    if tcp and exists(d, "memory.kmem.tcp.limit_in_bytes"):
-        write_field(f"{field}.kernelTCP", d, "memory.kmem.tcp.limit_in_bytes", str(tcp))
+    if tcp and tcp != -1:
+        if exists(d, "memory.kmem.tcp.limit_in_bytes"):
+            write_field(f"{field}.kernelTCP", d, "memory.kmem.tcp.limit_in_bytes", str(tcp))
+        else:
+            common.ignored(f"{field}.kernelTCP", "no memory.kmem.tcp.limit_in_bytes")
     if swappiness is not None:
         write_field(f"{field}.swappiness", d, "memory.swappiness", str(swappiness))
     oom = get_bool(m, "disableOOMKiller", field)

@@ -69,7 +69,9 @@ def set_memory(d: str, m: dict, field: str, update: bool) -> None:
     if get_bool(m, "useHierarchy", field) is False:
         raise common.not_supported(f"{field}.useHierarchy",
                                    "cgroup v2 memory accounting is always hierarchical")
-    # kernel and kernelTCP: deprecated, no v2 equivalent, ignored (as runc does)
+    for key in ("kernel", "kernelTCP"):  # deprecated, no v2 equivalent: ignored, as runc does
+        if get_int(m, key, field) not in (None, 0, -1):
+            common.ignored(f"{field}.{key}", "cgroup v2 has no kernel memory limit")
     if limit is None and swap is None and reservation is None:
         return
     if not exists(d, "memory.max"):
