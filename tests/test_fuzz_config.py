@@ -33,8 +33,7 @@ def fuzz_bundle(tmp_path_factory, rootfs_template):
 def check_config_bytes(bundle, data: bytes) -> None:
     """What `runp create` does with config.json before anything is made, in-process."""
     from runtime import spec as spec_mod
-    from runtime.container import CreateOptions
-    from runtime.create import validate_options
+    from runtime.create import CreateOptions, validate_options
     from runtime.init import check_config
     from runtime.linux import cgroups
     (bundle / "config.json").write_bytes(data)
