@@ -373,7 +373,6 @@ def cmd_delete(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .container import Container
-    from .errors import ContainerNotFound
     from .state import list_ids
     _no_args(pos, "list")
     fmt = flags.get("format", "table")
@@ -386,8 +385,8 @@ def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
             st = c.oci_state()
             st["owner"] = _owner(c.dir.path)
             states.append(st)
-        except (ContainerNotFound, OSError, ValueError, KeyError):
-            continue
+        except (RuntimeFailure, OSError, ValueError, KeyError):  # gone meanwhile, or a broken
+            continue                                               # state.json (`state` says which)
     if flags.get("quiet"):
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
         return 0

@@ -15,7 +15,8 @@ import _signal
 
 from .errors import ContainerNotFound, NotRunning, RuntimeFailure
 from .log import log
-from .state import CONFIG_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir, proc_start_time
+from .state import (CONFIG_FILE, CREATING_FILE, DEFAULT_ROOT, FIFO_FILE, State, StateDir,
+                    proc_start_time)
 
 TYPE_CHECKING = False  # the spec module is loaded only by the commands that need it
 if TYPE_CHECKING:
@@ -294,7 +295,31 @@ class Container:
                     remove_recorded(st.cgroup)
             except (OSError, RuntimeFailure) as e:
                 log.error(f"container {self.id}: {e}")
+        else:
+            self._destroy_half_made()
         self.dir.remove()
+
+    def _destroy_half_made(self) -> None:
+        """A create killed before it saved state.json (we hold the lock, so it is gone): its
+        init may still run (blocked on the exec fifo, or on its way out) in the cgroup the
+        create recorded it would make. Kill what is in there and remove what was made."""
+        from . import jsonlite
+        try:
+            with open(self.dir.file(CREATING_FILE), "rb") as f:
+                cg = jsonlite.loads(f.read())["cgroup"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # killed before it made any cgroup: its processes exit on their own
+        from .linux import cgroups
+        from .linux.cgroup_recorded import remove_recorded
+        mgr = cgroups.Manager.from_dict(cg)
+        try:
+            # only a cgroup this create made is ours to empty: one that existed before may hold
+            # another container's processes (create was killed before it checked)
+            if mgr.exists() and all(d in (cg.get("created") or []) for d in mgr.dirs()):
+                mgr.kill_all(_signal.SIGKILL)
+            remove_recorded(cg)
+        except (OSError, RuntimeFailure) as e:
+            log.warning(f"remove cgroup: {e}")
 
     # --- pause / resume ---------------------------------------------------------------------------
     def pause(self) -> None:
