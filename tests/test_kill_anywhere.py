@@ -43,8 +43,10 @@ def test_kill_sweep_ci_subset(tmp_path):
         assert want in phases, sorted(phases)
 
 
-def _create_killed_at(runp, bundle, cid: str, phase: str) -> None:
-    """`runp create` with its --debug log on a FIFO, SIGKILLed when `phase` is logged."""
+def _create_killed_at(runp, bundle, cid: str, phase: str, stop_at: str | None = None) -> None:
+    """`runp create` with its --debug log on a FIFO, SIGKILLed when `phase` is logged; with
+    `stop_at`, SIGSTOPped when that phase is logged first, so that a `phase` logged by the init
+    finds create exactly there, whatever the machine's load."""
     fifo = Path(runp.root).parent / f"{cid}.fifo"
     os.mkfifo(fifo)
     rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
@@ -55,10 +57,14 @@ def _create_killed_at(runp, bundle, cid: str, phase: str) -> None:
     buf = b""
     deadline = time.monotonic() + 60
     try:
+        stopped = False
         while f"phase {phase}:".encode() not in buf:
             assert time.monotonic() < deadline and p.poll() is None, buf.decode()
             if select.select([rfd], [], [], 0.1)[0]:
                 buf += os.read(rfd, 65536)
+            if stop_at and not stopped and f"phase {stop_at}:".encode() in buf:
+                p.send_signal(signal.SIGSTOP)
+                stopped = True
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
     finally:
@@ -84,7 +90,9 @@ def test_killed_create_leaves_nothing(runp, bundle, phase):
         path = f"/runp-test-kill-{cid}"
         bundle.config["linux"]["cgroupsPath"] = path
         bundle.write()
-        _create_killed_at(runp, bundle, cid, phase)
+        # "ready" is the init's: create is stopped at its last step before it ("cgroup join")
+        _create_killed_at(runp, bundle, cid, phase,
+                          stop_at="cgroup join" if phase == "ready" else None)
         time.sleep(0.2)  # an init whose "ready" found create gone exits: let it
         made = [d for d in _cgroup_dirs(path) if d.exists()]
         pids: set[int] = set()
