@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 from . import jsonlite
 from .errors import ContainerNotFound, RuntimeFailure, os_error_text
-from .rootless import DEFAULT_ROOT  # noqa: F401  (one place: rootless picks the default root)
 
 STATE_FILE = "state.json"
 FIFO_FILE = "exec.fifo"

@@ -143,10 +143,12 @@ def test_hot_path_imports_only_allowed_modules(hot_imports, cmd):
 def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     """The commands callers make for every container do not load the cgroup manager (its
     import is ~0.5 ms of a ~9 ms call): delete removes the recorded directories through
-    runtime.linux.cgroup_recorded alone."""
+    runtime.linux.cgroup_recorded alone. Nor runtime.rootless (the CLI has chosen the root)."""
     mods = hot_imports[cmd]
     loaded = sorted(m for m in mods if m == "runtime.linux.cgroups" or m.startswith("runtime.linux.cgroups."))
     assert not loaded, f"runp {cmd} imports {_explain(mods, set(loaded))}"
+    # nor the rootless policy: the CLI passes the root it chose (about 0.1 ms a module, issue 18)
+    assert "runtime.rootless" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.rootless'})}"
     if cmd == "delete":
         assert "runtime.linux.cgroup_recorded" in mods, "delete removed no cgroup?"
 
