@@ -7,7 +7,7 @@ what it records. The status is never stored: it is derived each time from the in
 from __future__ import annotations
 
 import fcntl
-import os
+from . import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
 import time
 from .records import field, record
 TYPE_CHECKING = False  # typing costs milliseconds to import
