@@ -29,6 +29,9 @@ class _Path:
 
     @staticmethod
     def join(a: str, *p: str) -> str:
+        if type(a) is not str or any(type(b) is not str for b in p):  # bytes, pathlib.Path
+            import posixpath
+            return posixpath.join(a, *p)
         path = a
         for b in p:
             if b.startswith("/"):
@@ -57,6 +60,9 @@ class _Path:
 
     @staticmethod
     def dirname(p: str) -> str:
+        if type(p) is not str:
+            import posixpath
+            return posixpath.dirname(p)
         i = p.rfind("/") + 1
         head = p[:i]
         if head and head != "/" * len(head):
