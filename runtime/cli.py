@@ -14,6 +14,7 @@ import gc
 # then wait for a container for long (run, exec in the foreground, events) turn it back on.
 gc.disable()
 
+import _signal  # a built-in module, loaded at start-up: the signal numbers
 from . import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
 import sys
 
@@ -82,7 +83,7 @@ commands:
   exec     execute new process inside the container
   ps       list container processes    update   update container resource constraints
   events   stats and OOM events        features show the enabled features
-  checkpoint, restore    need criu (they fail with the reason when it cannot work)
+  checkpoint, restore    with criu (they fail with the reason when it cannot work here)
 
 global options:
   --root value        root directory for storage of container state (default: "/run/runp",
@@ -92,6 +93,7 @@ global options:
   --debug             enable debug logging
   --systemd-cgroup    use the systemd cgroup driver
   --rootless value    ignore cgroup permission errors ('true', 'false', or 'auto') (default: "auto")
+  --criu value        path to the criu binary used for checkpoint and restore (default: "criu")
   --version, -v       print the version
 """
 
@@ -312,14 +314,10 @@ def cmd_state(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     return 0
 
 
-# Linux signal numbers (x86, arm, most others); the signal module's enums cost milliseconds
-SIGNALS = {
-    "HUP": 1, "INT": 2, "QUIT": 3, "ILL": 4, "TRAP": 5, "ABRT": 6, "IOT": 6, "BUS": 7, "FPE": 8,
-    "KILL": 9, "USR1": 10, "SEGV": 11, "USR2": 12, "PIPE": 13, "ALRM": 14, "TERM": 15,
-    "STKFLT": 16, "CHLD": 17, "CLD": 17, "CONT": 18, "STOP": 19, "TSTP": 20, "TTIN": 21,
-    "TTOU": 22, "URG": 23, "XCPU": 24, "XFSZ": 25, "VTALRM": 26, "PROF": 27, "WINCH": 28,
-    "IO": 29, "POLL": 29, "PWR": 30, "SYS": 31,
-}
+# Signal numbers by name, from the C library (mips numbers them its own way); _signal, as the
+# signal module's enums cost milliseconds
+SIGNALS = {n[3:]: v for n, v in vars(_signal).items()
+           if n.startswith("SIG") and n[3:4] != "_" and not n.startswith("SIGRT")}
 
 
 def parse_signal(s: str) -> int:
@@ -327,7 +325,7 @@ def parse_signal(s: str) -> int:
     kill(2)'s liveness probe: nothing is sent, the container must be there to receive it."""
     if s.isdigit():
         n = int(s)
-        if not 0 <= n < 65:
+        if not 0 <= n <= _signal.SIGRTMAX:
             raise UsageError(f"invalid signal number {s}")
         return n
     name = s.upper()
@@ -335,12 +333,13 @@ def parse_signal(s: str) -> int:
         name = name[3:]
     if name in SIGNALS:
         return SIGNALS[name]
-    for base, n0, sign in (("RTMIN", 34, 1), ("RTMAX", 64, -1)):
+    lo, hi = _signal.SIGRTMIN, _signal.SIGRTMAX
+    for base, n0, sign in (("RTMIN", lo, 1), ("RTMAX", hi, -1)):
         if name == base:
             return n0
         if name.startswith(base) and name[5:6] in "+-" and name[6:].isdigit():
             n = n0 + sign * int(name[6:]) if name[5] == ("+" if sign > 0 else "-") else 0
-            if 34 <= n <= 64:
+            if lo <= n <= hi:
                 return n
     raise UsageError(f"unknown signal {s!r}")
 
@@ -374,7 +373,6 @@ def cmd_delete(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .container import Container
-    from .errors import ContainerNotFound
     from .state import list_ids
     _no_args(pos, "list")
     fmt = flags.get("format", "table")
@@ -387,8 +385,8 @@ def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
             st = c.oci_state()
             st["owner"] = _owner(c.dir.path)
             states.append(st)
-        except (ContainerNotFound, OSError, ValueError, KeyError):
-            continue
+        except (RuntimeFailure, OSError, ValueError, KeyError):  # gone meanwhile, or a broken
+            continue                                               # state.json (`state` says which)
     if flags.get("quiet"):
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
         return 0
@@ -474,7 +472,7 @@ def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 def cmd_features(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .features import print_features
     _no_args(pos, "features")
-    print_features(sys.stdout)
+    print_features(sys.stdout, gflags.get("criu"))
     return 0
 
 
@@ -503,16 +501,16 @@ def cmd_events(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 def cmd_checkpoint(root: str, args: list[str], gflags: dict) -> int:
     from .checkpoint import CHECKPOINT_FLAGS, checkpoint
-    _, pos = parse_flags(args, CHECKPOINT_FLAGS)
-    checkpoint(root, _one_id(pos, "checkpoint"), gflags.get("criu"))
+    flags, pos = parse_flags(args, CHECKPOINT_FLAGS)
+    checkpoint(root, _one_id(pos, "checkpoint"), gflags.get("criu"), flags)
     return 0
 
 
 def cmd_restore(root: str, args: list[str], gflags: dict) -> int:
     from .checkpoint import RESTORE_FLAGS, restore
-    _, pos = parse_flags(args, RESTORE_FLAGS)
-    restore(root, _one_id(pos, "restore"), gflags.get("criu"))
-    return 0
+    flags, pos = parse_flags(args, RESTORE_FLAGS)
+    return restore(root, _one_id(pos, "restore"), gflags.get("criu"), flags,
+                   systemd_cgroup=bool(gflags.get("systemd-cgroup")))
 
 
 STOP_AT_POSITIONAL = {"exec", "ps"}

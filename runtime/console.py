@@ -14,12 +14,7 @@ import struct
 import _socket  # the socket module costs milliseconds (enum, selectors)
 
 from .linux import fdpass
-
-TIOCGPTN = 0x80045430
-TIOCSPTLCK = 0x40045431
-TIOCGPTPEER = 0x5441
-TIOCSWINSZ = 0x5414
-TIOCGWINSZ = 0x5413
+from .linux.arch import IOCTL  # the TIOC* numbers differ on powerpc and mips
 
 
 def channel(console_socket: str | None) -> tuple[int, object]:
@@ -39,12 +34,12 @@ def channel(console_socket: str | None) -> tuple[int, object]:
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
-    fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    fcntl.ioctl(fd, IOCTL["TIOCSWINSZ"], struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def get_size(fd: int) -> tuple[int, int] | None:
     try:
-        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, TIOCGWINSZ, b"\0" * 8))
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, IOCTL["TIOCGWINSZ"], b"\0" * 8))
         return rows, cols
     except OSError:
         return None
@@ -54,9 +49,9 @@ def open_pty(ptmx: str = "/dev/ptmx") -> tuple[int, int, str]:
     """(master, slave, slave name) from `ptmx`."""
     master = os.open(ptmx, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     try:
-        fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-        n = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0" * 4))[0]
-        slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        fcntl.ioctl(master, IOCTL["TIOCSPTLCK"], struct.pack("i", 0))
+        n = struct.unpack("I", fcntl.ioctl(master, IOCTL["TIOCGPTN"], b"\0" * 4))[0]
+        slave = fcntl.ioctl(master, IOCTL["TIOCGPTPEER"], os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     except BaseException:
         os.close(master)
         raise

@@ -15,7 +15,7 @@ import _signal
 
 from .errors import ContainerNotFound, NotRunning, RuntimeFailure
 from .log import log
-from .state import CONFIG_FILE, FIFO_FILE, State, StateDir, proc_start_time
+from .state import CONFIG_FILE, CREATING_FILE, FIFO_FILE, State, StateDir, proc_start_time
 
 TYPE_CHECKING = False  # the spec module is loaded only by the commands that need it
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class Container:
         self._state: State | None = None
         self._spec: Spec | None = None
         self.console_master: int | None = None  # foreground terminal: the pty master
+        self.hooks_cwd: str | None = None  # poststop's cwd: the bundle when we created it (run)
 
     # --- reading state ---------------------------------------------------------------------------
     @property
@@ -96,7 +97,7 @@ class Container:
                opts: CreateOptions | None = None, *, foreground: bool = False) -> "Container":
         """Set up the container and leave its init blocked until start()."""
         self = cls(root, container_id)
-        bundle = os.path.abspath(bundle)
+        bundle = self.hooks_cwd = os.path.abspath(bundle)
         from .create import CreateOptions, Creator
         from .spec import load
         opts = opts or CreateOptions()
@@ -165,7 +166,9 @@ class Container:
             return
         if spec.hooks.get("poststart"):
             from . import hooks
-            hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log)
+            # from the bundle directory, as runc 1.1.5 (which runs them at create, from there)
+            hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log,
+                      cwd=spec.bundle)
 
     def _hook_state(self, spec: Spec, status: str) -> bytes:
         from .state import hook_state
@@ -268,7 +271,7 @@ class Container:
                 if spec is not None and spec.hooks.get("poststop"):
                     from . import hooks
                     hooks.run(spec, "poststop", self._hook_state(spec, "stopped"),
-                              warn_only=True, log=log)
+                              warn_only=True, log=log, cwd=self.hooks_cwd)
             if st.extra.get("host_rootfs_mount"):
                 from .linux.mounts import detach_rootfs
                 try:
@@ -281,16 +284,44 @@ class Container:
                     remove(st.extra["intel_rdt"])
                 except OSError as e:
                     log.warning(f"remove resctrl group: {e}")
-            if st.cgroup.get("systemd"):  # a scope: systemd removes it
-                from .linux.cgroups.systemd import stop_recorded
-                stop_recorded(st.cgroup)
-            elif st.cgroup:
-                from .linux.cgroup_recorded import remove_recorded
-                try:
+            # A cgroup that cannot be removed (still busy after the retries, a unit systemd
+            # will not stop) is reported and the rest removed all the same, as runc's destroy
+            # does: `delete` still succeeds (runc logs the error and exits 0), and no retried
+            # delete runs the poststop hooks a second time.
+            try:
+                if st.cgroup.get("systemd"):  # a scope: systemd removes it
+                    from .linux.cgroups.systemd import stop_recorded
+                    stop_recorded(st.cgroup)
+                elif st.cgroup:
+                    from .linux.cgroup_recorded import remove_recorded
                     remove_recorded(st.cgroup)
-                except OSError as e:
-                    log.warning(f"remove cgroup: {e}")
+            except (OSError, RuntimeFailure) as e:
+                log.error(f"container {self.id}: {e}")
+        else:
+            self._destroy_half_made()
         self.dir.remove()
+
+    def _destroy_half_made(self) -> None:
+        """A create killed before it saved state.json (we hold the lock, so it is gone): its
+        init may still run (blocked on the exec fifo, or on its way out) in the cgroup the
+        create recorded it would make. Kill what is in there and remove what was made."""
+        from . import jsonlite
+        try:
+            with open(self.dir.file(CREATING_FILE), "rb") as f:
+                cg = jsonlite.loads(f.read())["cgroup"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # killed before it made any cgroup: its processes exit on their own
+        from .linux import cgroups
+        from .linux.cgroup_recorded import remove_recorded
+        mgr = cgroups.Manager.from_dict(cg)
+        try:
+            # only a cgroup this create made is ours to empty: one that existed before may hold
+            # another container's processes (create was killed before it checked)
+            if mgr.exists() and all(d in (cg.get("created") or []) for d in mgr.dirs()):
+                mgr.kill_all(_signal.SIGKILL)
+            remove_recorded(cg)
+        except (OSError, RuntimeFailure) as e:
+            log.warning(f"remove cgroup: {e}")
 
     # --- pause / resume ---------------------------------------------------------------------------
     def pause(self) -> None:

@@ -15,8 +15,8 @@ from . import spec as spec_mod
 from .errors import RuntimeFailure
 from .linux import sys as lsys
 from .log import log
-from .state import (CONFIG_FILE, FIFO_FILE, State, StateDir, now_rfc3339, proc_start_time,
-                    write_atomic, write_pid_file)
+from .state import (CONFIG_FILE, CREATING_FILE, FIFO_FILE, State, StateDir, now_rfc3339,
+                    proc_start_time, write_atomic, write_pid_file)
 
 
 class CreateOptions:
@@ -204,12 +204,24 @@ class Creator:
                                            annotations=self.spec.annotations)
 
     def _make_cgroup(self) -> None:
+        self._record_cgroup_plan()
         if self.rootless_cgroups:
             from .linux.cgroups import rootless
             rootless.create(self.cgroup, self.spec.linux.resources)
         else:
             self.cgroup.create()
             self.cgroup.apply(self.spec.linux.resources)
+
+    def _record_cgroup_plan(self) -> None:
+        """Before the first mkdir: which cgroup directories this create is about to make, in the
+        state dir (CREATING_FILE), so that a `delete` after this process was killed midway (OOM
+        killer, a shim's timeout) finds them, and the processes in them, without state.json.
+        Only directories missing now are listed: one that existed before stays (kill sweep)."""
+        from .linux.cgroup_recorded import planned
+        if self.cgroup.scope is not None:  # systemd: nothing is made before the scope starts
+            return
+        rec = {**self.cgroup.to_dict(), "created": planned(self.cgroup.dirs())}
+        write_atomic(self.dir.file(CREATING_FILE), _dump({"cgroup": rec}), 0o600)
 
     def _delegate_cgroup(self) -> None:
         """The cgroup to the container's user where the spec says so (cgroup_owner); once the
@@ -314,8 +326,9 @@ class Creator:
         state = hook_state(self.spec, self.id, "created", self.init_pid)
         if self.spec.hooks.get("prestart") or self.spec.hooks.get("createRuntime"):
             from . import hooks
-            hooks.run(self.spec, "prestart", state)
-            hooks.run(self.spec, "createRuntime", state)
+            # from the bundle directory, where runc runs them (it changes into it at create)
+            hooks.run(self.spec, "prestart", state, cwd=self.spec.bundle)
+            hooks.run(self.spec, "createRuntime", state, cwd=self.spec.bundle)
         return state
 
     def _finish(self) -> None:
@@ -392,7 +405,7 @@ class Creator:
             from . import hooks
             from .state import hook_state
             hooks.run(self.spec, "poststop", hook_state(self.spec, self.id, "stopped", self.init_pid),
-                      warn_only=True, log=log)
+                      warn_only=True, log=log, cwd=self.spec.bundle)
         if self.host_ns_root is not None:
             from .linux.mounts import detach_rootfs, top_mount_id
             top = top_mount_id(self.spec.root_path)

@@ -435,29 +435,9 @@ class _Exec:
 
     # --- foreground ----------------------------------------------------------------------------
     def hold_signals(self) -> None:
-        """From before the fork, the signals we forward are caught: one that comes while the
-        process starts is held and forwarded once it exists (runc's handler queues them too),
-        instead of killing runp and leaving the process without its waiter. (Handlers, not a
-        blocked mask: a signal for the process may be delivered to any thread, and
-        cgroup_prime's thread may still be running.)"""
-        from .run import FORWARDED
-        self.held: list[int] = []
-        self.done: list[int] = []
-
-        def forward(signum, _frame) -> None:
-            if not self.pid:
-                self.held.append(signum)
-            elif not self.done:
-                try:
-                    os.kill(self.pid, signum)
-                except ProcessLookupError:
-                    pass
-
-        for s in FORWARDED:
-            try:
-                _signal.signal(s, forward)
-            except (OSError, ValueError):
-                pass
+        """Forward signals from before the fork (runtime/signals.py)."""
+        from .signals import Forwarder
+        self.forwarder = Forwarder()
 
     def wait(self) -> int:
         """Forward signals, proxy the terminal if we hold it, return the exit status."""
@@ -465,13 +445,13 @@ class _Exec:
         gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
         gc.enable()  # on, for what is made from now (see runtime/cli.py)
         pid = self.pid
-        done = self.done
-        for signum in self.held:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-        self.held.clear()
+        done: list[int] = []
+        fw = self.forwarder
+        fw.to(pid)
+
+        def reaped(status: int) -> None:
+            fw.stopped = True  # the pid may be another process's from now on
+            done.append(status)
 
         def exited() -> bool:
             if not done:
@@ -480,7 +460,7 @@ class _Exec:
                 except ChildProcessError:
                     p, status = pid, 255 << 8
                 if p == pid:
-                    done.append(status)
+                    reaped(status)
             return bool(done)
 
         try:
@@ -496,7 +476,7 @@ class _Exec:
                 except ChildProcessError:
                     p, status = pid, 255 << 8
                 if p == pid:
-                    done.append(status)
+                    reaped(status)
         finally:
             if self.master is not None:
                 os.close(self.master)

@@ -32,8 +32,8 @@ _FLAG_BITS = {
 _FLAG_NEW_LISTENER = 1 << 3
 
 
-def features() -> dict:
-    """The features document for this build on this host."""
+def features(criu: str | None = None) -> dict:
+    """The features document for this build on this host (`criu`: the --criu binary)."""
     from .linux import capabilities, idmapped, mounts
     seccomp = _seccomp_features()
     last = capabilities.last_cap()
@@ -64,7 +64,7 @@ def features() -> dict:
     }
     annotations = {
         "org.opencontainers.runp.version": __version__,
-        "org.opencontainers.runp.checkpoint.enabled": "false",
+        **criu_annotations(criu),
     }
     lib = libseccomp_version()
     if lib:
@@ -85,6 +85,19 @@ _NS_FILES = {"network": "net", "mount": "mnt"}
 
 def _kernel_has_namespace(ns: str) -> bool:
     return os.path.exists(f"/proc/self/ns/{_NS_FILES.get(ns, ns)}")
+
+
+def criu_annotations(criu: str | None) -> dict[str, str]:
+    """checkpoint.enabled is "true" only where checkpoint/restore can work: criu is there and
+    passes `criu check` (runc says "true" whenever it was built with criu support; Debian's
+    criu 3.17 fails on kernel 6.18); org.criu.version whenever criu is there."""
+    from . import criu as criu_mod
+    path = criu_mod.find(criu)
+    out = {"org.opencontainers.runp.checkpoint.enabled":
+           "true" if path and criu_mod.problem(path) is None else "false"}
+    if path:
+        out["org.criu.version"] = criu_mod.version_text(path)
+    return out
 
 
 def _systemd_user_reachable() -> bool:
@@ -179,6 +192,6 @@ def libseccomp_version() -> str | None:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
-def print_features(out) -> None:
+def print_features(out, criu: str | None = None) -> None:
     from . import jsonlite
-    out.write(jsonlite.dumps_indent(features(), "    ") + "\n")
+    out.write(jsonlite.dumps_indent(features(criu), "    ") + "\n")

@@ -119,13 +119,24 @@ def fork_init(spec: Spec) -> int:
     if not namespaces.wants_new(spec.linux.namespaces, "pid"):
         return os.fork()
     own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-    pid = -1
     try:
-        lsys.unshare(lsys.CLONE_NEWPID)
+        lsys.unshare(lsys.CLONE_NEWPID)  # failed: nothing to go back from, its error stands
+    except BaseException:
+        os.close(own)
+        raise
+    try:
         pid = os.fork()
-    finally:
-        if pid != 0:
+    except BaseException:
+        try:
             lsys.setns(own, lsys.CLONE_NEWPID)
+        except OSError:
+            pass  # the fork's error is the one to report
+        os.close(own)
+        raise
+    if pid != 0:
+        try:
+            lsys.setns(own, lsys.CLONE_NEWPID)
+        finally:
             os.close(own)
     return pid
 
@@ -454,6 +465,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     if spec.hooks.get("createContainer"):
         from . import hooks
         from .process import process_env
+        os.fchdir(rootfs.rootfd)  # runc runs them from the rootfs (pivot changes dir anyway)
         hooks.run_in_container(spec, "createContainer", hook_state, process_env(proc, opts.extra_env))
     rootfs.pivot(opts.no_pivot)
     if spec.hostname is not None and lx.namespace("uts"):
@@ -500,11 +512,11 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     log.phase("ready")
     pipe.send("ready")
     pipe.sock.close()
-    if not spec.hooks.get("startContainer"):  # (those hooks run with the full set, as in runc)
-        # what exec_process would do first, done while the parent records the state
-        from .linux import capabilities
-        capabilities.drop_bounding(prepared.caps)
-        prepared.bounding_dropped = True
+    # what exec_process would do first, done while the parent records the state (startContainer
+    # hooks too run after the whole privilege drop, see below)
+    from .linux import capabilities
+    capabilities.drop_bounding(prepared.caps)
+    prepared.bounding_dropped = True
     # wait for `runp start`: it writes one byte into the fifo we hold open read-write
     os.read(opts.fifo_fd, 1)
     if not spec.hooks.get("startContainer"):
@@ -514,13 +526,17 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         except BaseException as e:  # noqa: BLE001 - nobody is listening on the pipe any more
             os.write(2, f"runp: {describe(e)}\n".encode())
             os._exit(1)
-    # `runp start` waits for our verdict on the fifo (hooks.wait_start_verdict)
+    # `runp start` waits for our verdict on the fifo (hooks.wait_start_verdict). The hooks run
+    # as runc 1.1.5's init runs them (standard_init_linux.go): right before the execve, after
+    # finalizeNamespace (bounding set, uid/gids, cwd, capabilities), no_new_privs and seccomp,
+    # so with the process's credentials, cwd and filter, never as root with every capability.
     from . import hooks
     verdict = opts.fifo_fd
     try:
-        hooks.run_in_container(spec, "startContainer", hook_state, prepared.env)
         cproc.exec_process(prepared, console_slave, opts.preserve_fds, keep={verdict},
-                           report=lambda msg: hooks.report_start_failure(verdict, msg))
+                           report=lambda msg: hooks.report_start_failure(verdict, msg),
+                           before_exec=lambda: hooks.run_in_container(
+                               spec, "startContainer", hook_state, prepared.env))
     except BaseException as e:  # noqa: BLE001
         hooks.report_start_failure(verdict, describe(e))
         os._exit(1)

@@ -238,11 +238,13 @@ def switch_user(proc: Process) -> None:
 
 def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
                  keep: set[int] | frozenset[int] = frozenset(), report=None,
-                 by_fd: bool = False) -> None:
+                 by_fd: bool = False, before_exec=None) -> None:
     """Drop privileges and exec; runs after `start`. Never returns.
     `keep`: close-on-exec fds that stay open until the exec (runp exec's pipe); `report` is
     called with the message if execve itself fails; `by_fd`: run the checked file itself
-    (Program.exec), for `runp exec`, where a process in the container may race the check."""
+    (Program.exec), for `runp exec`, where a process in the container may race the check;
+    `before_exec`: called once every privilege is dropped and seccomp is loaded, right before
+    the execve (the startContainer hooks run there, as in runc's init)."""
     from .linux import capabilities
     from .linux import sys as lsys
 
@@ -294,6 +296,8 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
             notify_fd = _load_seccomp(p)
     if notify_fd is not None:
         os.close(notify_fd)
+    if before_exec is not None:
+        before_exec()
     try:
         if isinstance(program, OSError):
             raise program

@@ -15,13 +15,9 @@ import _signal  # the signal module builds enums on import: milliseconds on ever
 from .container import Container
 from .log import log
 
-TYPE_CHECKING = False  # `runp exec` imports FORWARDED from here: not create.py with it
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .create import CreateOptions
-
-# every catchable signal but SIGCHLD (ours) and SIGWINCH (the terminal proxy's)
-FORWARDED = [s for s in range(1, _signal.NSIG) if s not in (
-    _signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGWINCH, 32, 33)]
 
 
 def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detach: bool = False,
@@ -36,22 +32,13 @@ def run(root: str, container_id: str, bundle: str, opts: CreateOptions, *, detac
         from .linux import sys as lsys
         lsys.prctl(lsys.PR_SET_CHILD_SUBREAPER, 0)
 
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
     proxy = None
     import gc
     gc.freeze()  # runp's CLI runs without the collector; we may now wait for days:
     gc.enable()  # on, for what is made from now (see runtime/cli.py)
     try:
-        for s in FORWARDED:
-            try:
-                _signal.signal(s, forward)
-            except (OSError, ValueError):
-                pass
+        from .signals import Forwarder
+        Forwarder().to(pid)
         if c.console_master is not None:
             from .console import Proxy
             proxy = Proxy(c.console_master)

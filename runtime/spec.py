@@ -263,6 +263,7 @@ def parse(raw: Any, bundle: str) -> Spec:
     abs_root = os.path.normpath(abs_root)
     if not os.path.isdir(abs_root):
         raise ConfigError("root.path", f"{abs_root}: no such directory")
+    _check_rootfs_real(root_path, abs_root, bundle)
     proc = raw.get("process")
     process = _parse_process(proc, "process") if proc is not None else None
     hostname = _get(raw, "hostname", str, "")
@@ -281,6 +282,18 @@ def parse(raw: Any, bundle: str) -> Spec:
     return Spec(version, abs_root, bool(_get(root, "readonly", bool, "root", default=False)),
                 process, hostname, domainname, mounts, hooks, annotations, linux,
                 os.path.abspath(bundle), raw)
+
+
+def _check_rootfs_real(root_path: str, abs_root: str, bundle: str) -> None:
+    """runc 1.1.5 refuses a root.path that is a symlink or has one on its way (its validator:
+    the path, made absolute from the bundle directory it has changed into, must be its own
+    EvalSymlinks): the rootfs it mounts must be the directory the config names. A symlinked
+    bundle directory is fine for a relative root.path, as runc resolves the bundle first."""
+    where = abs_root if os.path.isabs(root_path) else \
+        os.path.normpath(os.path.join(os.path.realpath(bundle), root_path))
+    if os.path.realpath(where) != where:
+        raise ConfigError("root.path", f"{root_path}: invalid rootfs: not an absolute path, or "
+                          f"a symlink (it resolves to {os.path.realpath(where)})")
 
 
 # config.md's sections for other platforms: a Linux runtime has nothing to apply them to

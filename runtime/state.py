@@ -15,11 +15,12 @@ if TYPE_CHECKING:
     from typing import Any
 
 from . import jsonlite
-from .errors import ContainerNotFound, RuntimeFailure, os_error_text
+from .errors import ConfigError, ContainerNotFound, RuntimeFailure, os_error_text
 
 STATE_FILE = "state.json"
 FIFO_FILE = "exec.fifo"
 CONFIG_FILE = "config.json"
+CREATING_FILE = "creating.json"  # what a create in progress is about to make (create.py)
 
 
 def validate_id(container_id: str) -> None:
@@ -37,12 +38,16 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         try:
-            os.write(fd, data)
+            view = memoryview(data)
+            while view:  # a full disk may take part of it: the rest, or ENOSPC
+                view = view[os.write(fd, view):]
         finally:
             os.close(fd)
         os.rename(tmp, path)
-    except OSError:
+    except OSError as e:
         os.unlink(tmp)  # e.g. `path` is a directory: no temporary file is left behind
+        if e.filename is None:  # os.write's error names no file: the one meant (disk full)
+            raise OSError(e.errno, e.strerror, path) from None
         raise
 
 
@@ -97,14 +102,55 @@ class State:
 
     @classmethod
     def from_json(cls, data: bytes) -> "State":
-        d = jsonlite.loads(data)
+        """A ConfigError naming the field (file "state.json") when the file is not what create
+        wrote (cut short, edited by hand): every command reads it, none may crash on it."""
+        try:
+            d = jsonlite.loads(data)
+        except ValueError as e:  # (UnicodeDecodeError is one)
+            raise ConfigError("", f"invalid JSON: {e}", file=STATE_FILE) from None
+        _want(d, dict, "", "an object")
         r = d.get("runp", {})
+        _want(r, dict, "runp", "an object")
+        for key in ("id", "bundle", "rootfs", "created"):
+            _want(d.get(key), str, key, "a string")
+        for key in ("ociVersion", "owner"):
+            _want(d.get(key, ""), str, key, "a string")
+        for src, key in ((d, "pid"), (r, "start_time")):
+            v = src.get(key, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError("runp.start_time" if src is r else key,
+                                  "must be a non-negative integer", file=STATE_FILE)
+        _str_map(d.get("annotations") or {}, "annotations")
+        _str_map(r.get("namespaces", {}), "runp.namespaces")
+        cgroup = r.get("cgroup", {})
+        _want(cgroup, dict, "runp.cgroup", "an object")
+        if cgroup:
+            _want(cgroup.get("mode"), str, "runp.cgroup.mode", "a string")
+            _str_map(cgroup.get("paths") or {}, "runp.cgroup.paths")
+            if cgroup.get("unified") is not None:
+                _want(cgroup["unified"], str, "runp.cgroup.unified", "a string")
+            created = cgroup.get("created") or []
+            if not isinstance(created, list) or not all(isinstance(x, str) for x in created):
+                raise ConfigError("runp.cgroup.created", "must be an array of strings",
+                                  file=STATE_FILE)
+            if cgroup.get("systemd") is not None:
+                _want(cgroup["systemd"], dict, "runp.cgroup.systemd", "an object")
         extra = {k: v for k, v in r.items() if k not in ("start_time", "cgroup", "namespaces")}
-        return cls(id=d["id"], pid=d["pid"], bundle=d["bundle"], rootfs=d["rootfs"],
+        return cls(id=d["id"], pid=d.get("pid", 0), bundle=d["bundle"], rootfs=d["rootfs"],
                    created=d["created"], start_time=r.get("start_time", 0),
                    annotations=d.get("annotations") or {}, owner=d.get("owner", ""),
-                   oci_version=d.get("ociVersion", ""), cgroup=r.get("cgroup", {}),
+                   oci_version=d.get("ociVersion", ""), cgroup=cgroup,
                    namespaces=r.get("namespaces", {}), extra=extra)
+
+
+def _want(value: object, typ: type, path: str, what: str) -> None:
+    if not isinstance(value, typ):
+        raise ConfigError(path, f"must be {what}", file=STATE_FILE)
+
+
+def _str_map(value: object, path: str) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(path, "must be an object of strings", file=STATE_FILE)
 
 
 class StateDir:
@@ -152,6 +198,8 @@ class StateDir:
                 return State.from_json(f.read())
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
+        except ConfigError as e:  # the whole path: which container's state is broken
+            raise ConfigError(e.path, e.problem, file=self.file(STATE_FILE)) from None
 
     def save(self, state: State) -> None:
         write_atomic(self.file(STATE_FILE), state.to_json())

@@ -128,6 +128,30 @@ class Runp:
         return self("list", "-q").stdout.decode().split()
 
 
+# where other checkouts' suites and the engines they start mount things of their own (pytest's
+# and the conformance suite's temp dirs, podman's and containerd's state): a whole-host
+# comparison that counted those would fail whenever two suites run at once
+_OTHERS_MOUNT_UNDER = ("/tmp/", "/run/netns/", "/run/containerd/", "/run/user/",
+                       "/var/lib/containers/", "/var/lib/containerd/", "/run/containers/")
+
+
+def host_mounts(mine: Path) -> list[str]:
+    """The host's mount table (mount point, source, type, options of each line of
+    /proc/self/mountinfo), leaving out mounts below other suites' places but never one below
+    `mine` (the test's own temp dir, where a leak of its container would show)."""
+    mine_s = str(mine).rstrip("/") + "/"
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4]
+            if not (point + "/").startswith(mine_s) and point.startswith(_OTHERS_MOUNT_UNDER):
+                continue
+            sep = fields.index("-")
+            out.append(" ".join([point, fields[3], fields[5], *fields[sep + 1:]]))
+    return sorted(out)
+
+
 def proc_alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:

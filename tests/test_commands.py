@@ -69,7 +69,7 @@ def test_features_document(runp):
     assert sc["enabled"] is True
     assert "SCMP_ARCH_X86_64" in sc["archs"]
     assert set(sc["supportedFlags"]) <= set(sc["knownFlags"])
-    assert f["annotations"]["org.opencontainers.runp.checkpoint.enabled"] == "false"
+    # (the criu annotations: tests/test_checkpoint.py)
 
 
 def test_features_seccomp_claims_hold(runp):
@@ -251,30 +251,6 @@ def test_events_errors(runp, bundle, cid):
     wait_for(lambda: runp.state(cid)["status"] == "stopped", what="the container to stop")
     p = runp("events", "--stats", cid, check=False)
     assert p.returncode == 1 and b"container not running" in p.stderr
-
-
-# --- checkpoint / restore -----------------------------------------------------------------------
-
-def test_checkpoint_help_is_supported(runp):
-    """podman decides that the runtime can checkpoint from `checkpoint --help`'s exit code."""
-    assert runp("checkpoint", "--help").returncode == 0
-    assert runp("restore", "--help").returncode == 0
-
-
-def test_checkpoint_and_restore_say_why_not(runp, bundle, cid, tmp_path):
-    start(runp, bundle, cid, "sleep", "100")
-    p = runp("checkpoint", "--image-path", str(tmp_path / "img"), "--work-path",
-             str(tmp_path / "work"), "--leave-running", cid, check=False)
-    err = p.stderr.decode()
-    assert p.returncode == 1 and len(err.strip().splitlines()) == 1
-    assert "criu" in err and ("not installed" in err or "unusable" in err or "does not implement" in err)
-    assert runp.state(cid)["status"] == "running"
-    p = runp("restore", "--image-path", str(tmp_path / "img"), "--bundle", str(bundle.path),
-             "restored", check=False)
-    assert p.returncode == 1 and b"criu" in p.stderr
-    assert "restored" not in runp.ids()
-    p = runp("checkpoint", "no-such-container", check=False)
-    assert p.returncode == 1 and b"does not exist" in p.stderr
 
 
 # --- the contract details the engines rely on ---------------------------------------------------

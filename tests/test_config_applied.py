@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_traversable, new_id
+from conftest import host_mounts, make_traversable, new_id
 
 
 def run_out(runp, bundle, cid, *args: str) -> str:
@@ -180,10 +180,10 @@ def test_recursive_readonly(runp, bundle, cid, tmp_path):
 
 
 def test_rootfs_propagation_private_does_not_leak(runp, bundle, cid):
-    before = Path("/proc/self/mountinfo").read_text()
+    before = host_mounts(bundle.path)
     bundle.config["linux"]["rootfsPropagation"] = "private"
     run_out(runp, bundle, cid, "true")
-    assert Path("/proc/self/mountinfo").read_text() == before
+    assert host_mounts(bundle.path) == before
 
 
 def test_no_pivot(runp, bundle, cid):

@@ -5,12 +5,7 @@ import os
 
 import pytest
 
-from conftest import base_config, deep
-
-
-def _mounts() -> str:
-    with open("/proc/self/mountinfo") as f:
-        return f.read()
+from conftest import base_config, deep, host_mounts
 
 
 # where a namespace appended to base_config() lands: `runp spec` has a cgroup namespace only on
@@ -55,7 +50,7 @@ def test_invalid_config(runp, bundle, cid, name, mutate, expect):
     cfg = deep(base_config())
     mutate(cfg)
     bundle.write(cfg)
-    before = _mounts()
+    before = host_mounts(bundle.path)
     p = runp("create", "-b", str(bundle.path), cid, check=False)
     err = p.stderr.decode()
     assert p.returncode == 1, err
@@ -63,7 +58,7 @@ def test_invalid_config(runp, bundle, cid, name, mutate, expect):
     assert err.startswith("config.json: "), err
     assert len(err.strip().splitlines()) == 1, err
     assert not (runp.root / cid).exists(), "state dir left behind"
-    assert _mounts() == before
+    assert host_mounts(bundle.path) == before
 
 
 def test_invalid_json(runp, bundle, cid):
@@ -79,12 +74,12 @@ def test_missing_config(runp, tmp_path, cid):
 
 def test_missing_binary_leaves_nothing(runp, bundle, cid):
     bundle.set_args("/no/such/binary")
-    before = _mounts()
+    before = host_mounts(bundle.path)
     p = runp("create", "-b", str(bundle.path), cid, check=False)
     assert p.returncode == 1
     assert b"no such file or directory" in p.stderr
     assert not (runp.root / cid).exists()
-    assert _mounts() == before
+    assert host_mounts(bundle.path) == before
     bundle.set_args("nosuchcmd")
     p = runp("run", "-b", str(bundle.path), cid, check=False)
     assert p.returncode == 1
@@ -96,13 +91,13 @@ def test_bad_mount_leaves_nothing(runp, bundle, cid):
     cfg = bundle.config
     cfg["mounts"].append({"destination": "/data", "type": "bind", "source": "/no/such/source"})
     bundle.write()
-    before = _mounts()
+    before = host_mounts(bundle.path)
     p = runp("create", "-b", str(bundle.path), cid, check=False)
     err = p.stderr.decode()
     assert p.returncode == 1
     assert "mounts[7]" in err and "/data" in err, err
     assert not (runp.root / cid).exists()
-    assert _mounts() == before
+    assert host_mounts(bundle.path) == before
     # no process of that container survived
     out = os.popen("ps -eo args").read()
     assert str(bundle.path) not in out

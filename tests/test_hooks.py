@@ -315,20 +315,32 @@ def hook_envs(cmd: list[str], bundle, logdir: Path, env_of_hooks) -> dict[str, l
             h["env"] = env_of_hooks
         hooks[k] = [h]
     bundle.set_args("sleep", "1000")
+    return whole_life(cmd, bundle, logdir, env=CALLER_ENV)
+
+
+def whole_life(cmd: list[str], bundle, logdir: Path, foreground: bool = False,
+               **kw) -> dict[str, list[str]]:
+    """The bundle's container through its whole life under `cmd` (create, start, kill,
+    delete; or `run` in the foreground), gone afterwards whatever happened; then what each
+    hook wrote into logdir/<kind>, {kind: lines}. `kw`: for subprocess.run (env, cwd)."""
     cid = new_id()
 
     def call(*args: str) -> None:
         with tempfile.TemporaryFile() as err:  # (not a pipe: the container inherits it)
-            p = subprocess.run(cmd + list(args), env=CALLER_ENV, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+            p = subprocess.run(cmd + list(args), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=err, timeout=60, **kw)
             err.seek(0)
             assert p.returncode == 0, (args, err.read())
     try:
-        call("run", "-d", "-b", str(bundle.path), cid)
-        call("kill", cid, "KILL")
-        wait_for(lambda: b'"stopped"' in subprocess.run(cmd + ["state", cid],
-                                                        capture_output=True).stdout)
-        call("delete", cid)
+        if foreground:
+            call("run", "-b", str(bundle.path), cid)
+        else:
+            call("create", "-b", str(bundle.path), cid)
+            call("start", cid)
+            call("kill", cid, "KILL")
+            wait_for(lambda: b'"stopped"' in subprocess.run(cmd + ["state", cid],
+                                                            capture_output=True).stdout)
+            call("delete", cid)
     finally:
         subprocess.run(cmd + ["delete", "-f", cid], capture_output=True, timeout=60)
     out = {}
@@ -371,5 +383,69 @@ def test_hook_env_replaces_as_with_runc(runp, bundle, logdir, tmp_path, env):
     for k in KINDS:
         got = [e for e in out["runp"][k] if e not in SHELL_ENV and not e.startswith("PATH=/sbin")]
         assert got == want, (k, out["runp"][k])  # (busybox sets a PATH of its own if none)
+    if RUNC:
+        assert out["runp"] == out["runc"]
+
+
+# --- who, where and under what a hook runs (runc 1.1.5's, observed side by side) ----------------
+
+# Records the hook's cwd, ids and the credential lines of /proc/self/status into $2/<kind>.
+CREDS = r'''k=$1; d=$2; { echo "pwd=$(pwd -P)"; echo "id=$(id -u):$(id -g):$(id -G)";
+grep -E "^(CapEff|CapPrm|CapBnd|CapAmb|CapInh|NoNewPrivs|Seccomp):" /proc/self/status; } > "$d/$k"'''
+
+
+def hook_creds(cmd: list[str], bundle, logdir: Path, caller: Path, foreground: bool) -> dict:
+    """One hook of each kind recording CREDS, through the container's whole life (whole_life)
+    run from `caller` as the working directory; {kind: its lines}."""
+    bundle.config["hooks"] = {k: [{"path": "/bin/busybox", "args": [
+        "sh", "-c", CREDS, "sh", k, "/hooklog" if k == "startContainer" else str(logdir)]}]
+        for k in KINDS}
+    bundle.write()
+    return whole_life(cmd, bundle, logdir, foreground, cwd=caller)
+
+
+def _status_line(name: str) -> str:
+    return next(line for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith(name + ":"))
+
+
+@pytest.mark.parametrize("foreground", [False, True], ids=["create-start-delete", "run"])
+def test_hook_credentials_and_cwd_as_with_runc(runp, bundle, logdir, tmp_path, foreground):
+    """startContainer hooks run as runc 1.1.5's init runs them: after the whole privilege drop
+    (process.user, capabilities, no_new_privs, seccomp), from process.cwd; runp ran them as
+    root with every capability, from "/". The others run as root with runp's capabilities:
+    createContainer from the rootfs, prestart/createRuntime/poststart from the bundle (runc
+    changes into it at create, and 1.1.5 runs poststart there), poststop from the caller's
+    directory (`delete`) or the bundle (`run`); runp ran them all from the caller's."""
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    logdir.chmod(0o777)  # (startContainer writes it as uid 1000)
+    p = bundle.config["process"]
+    p["args"] = ["true"] if foreground else ["sleep", "1000"]
+    p["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [1001]}
+    p["cwd"] = "/tmp"
+    p["noNewPrivileges"] = True
+    p["capabilities"] = {k: ["CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                         for k in ("bounding", "effective", "permitted", "inheritable")}
+    bundle.config["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]}
+    out = {name: hook_creds(cmd, bundle, logdir, caller, foreground)
+           for name, cmd in runtimes(runp, tmp_path).items()}
+    host_caps = _status_line("CapBnd").split()[1]
+    as_root = ["id=0:0:0", f"CapInh:\t{'0' * 16}", f"CapPrm:\t{host_caps}",
+               f"CapEff:\t{host_caps}", f"CapBnd:\t{host_caps}", f"CapAmb:\t{'0' * 16}",
+               "NoNewPrivs:\t0", "Seccomp:\t0"]
+    b = os.path.realpath(bundle.path)
+    want = {k: [f"pwd={b}"] + as_root for k in ("prestart", "createRuntime", "poststart")}
+    want["createContainer"] = [f"pwd={b}/rootfs"] + as_root
+    want["poststop"] = [f"pwd={b if foreground else os.path.realpath(caller)}"] + as_root
+    caps = f"{(1 << 5 | 1 << 10):016x}"  # CAP_KILL, CAP_NET_BIND_SERVICE
+    want["startContainer"] = [
+        "pwd=/tmp", "id=1000:1000:1000 1001", f"CapInh:\t{caps}", f"CapPrm:\t{'0' * 16}",
+        f"CapEff:\t{'0' * 16}", f"CapBnd:\t{caps}", f"CapAmb:\t{'0' * 16}", "NoNewPrivs:\t1",
+        "Seccomp:\t2"]
+    wrong = [k for k in KINDS if sorted(out["runp"][k]) != sorted(want[k])]
+    assert not wrong, {k: out["runp"][k] for k in wrong}
     if RUNC:
         assert out["runp"] == out["runc"]

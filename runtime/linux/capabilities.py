@@ -228,7 +228,7 @@ def capset(effective: frozenset[int], permitted: frozenset[int],
     e, p, i = mask(effective), mask(permitted), mask(inheritable)
     data = b"".join(struct.pack("III", e >> s & 0xFFFFFFFF, p >> s & 0xFFFFFFFF, i >> s & 0xFFFFFFFF)
                     for s in (0, 32))  # struct __user_cap_data_struct[2]
-    ret = _sys.syscall(_sys.SYS_capset, hdr, data)
+    ret = _sys.syscall(_sys.NR["capset"], hdr, data)
     if ret == -1:
         err = _sys.get_errno()
         raise OSError(err, f"capset: {os.strerror(err)}")

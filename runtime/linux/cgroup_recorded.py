@@ -70,6 +70,20 @@ def _try_read(path: str) -> str | None:
         return None
 
 
+def planned(leaves: list[str]) -> list[str]:
+    """The directories making `leaves` would create now (each leaf and its missing parents,
+    parents first), as cgroups.common.mkdirs will: what a create records before it starts."""
+    out: list[str] = []
+    for leaf in leaves:
+        missing = []
+        p = leaf
+        while p != "/" and not os.path.isdir(p):
+            missing.append(p)
+            p = os.path.dirname(p)
+        out += [d for d in reversed(missing) if d not in out]
+    return out
+
+
 def remove_recorded(cgroup: dict) -> None:
     """remove() for the recorded cgroup."""
     remove(dirs(cgroup.get("paths") or {}, cgroup.get("unified")), cgroup.get("created") or [])

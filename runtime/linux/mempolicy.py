@@ -59,9 +59,9 @@ def apply(mp: MemoryPolicy) -> None:
     mode = MODES[mp.mode] | sum(FLAGS[f] for f in mp.flags)
     if mp.nodes:
         mask = nodemask(mp.nodes)
-        ret = lsys.syscall(lsys.SYS_set_mempolicy, mode, mask, len(mask) * 8 + 1)
+        ret = lsys.syscall(lsys.NR["set_mempolicy"], mode, mask, len(mask) * 8 + 1)
     else:
-        ret = lsys.syscall(lsys.SYS_set_mempolicy, mode, None, 0)
+        ret = lsys.syscall(lsys.NR["set_mempolicy"], mode, None, 0)
     if ret == -1:
         err = lsys.get_errno()
         raise ConfigError(PATH, f"set_mempolicy({mp.mode}{''.join('|' + f for f in mp.flags)}"

@@ -122,6 +122,14 @@ def bind_source(m: Mount, bundle: str) -> str | None:
     return m.source if os.path.isabs(m.source) else os.path.join(bundle, m.source)
 
 
+# runc 1.1.5's checkProcMount: below /proc only these may be mount destinations (the files
+# lxcfs emulates), and /proc itself only for a proc file system. Types it does not check:
+UNCHECKED_IN_PROC = ("proc", "sysfs", "mqueue", "tmpfs", "cgroup")
+PROC_DESTINATIONS = ("/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+                     "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+                     "/proc/net/dev", "/proc/sys/kernel/ns_last_pid")
+
+
 class RootfsBuilder:
     """Builds the container filesystem in the init's mount namespace, then pivots into it.
 
@@ -195,12 +203,17 @@ class RootfsBuilder:
             finally:
                 os.close(fd)
             return
+        proc_checked = opts.is_bind or fstype not in UNCHECKED_IN_PROC
+        if proc_checked:  # before a mount point is made; again on its fd (it may have moved)
+            self._refuse_in_proc(m, paths.resolve_in_root(self.rootfd, m.destination))
         if opts.is_bind:
             self._mount_bind(m, opts)
             return
         if fstype in ("proc", "sysfs"):
             self._ordinary_dir_only(m.destination, fstype)
         dest_fd, mode = self._mountpoint_dir(m.destination)
+        if proc_checked:
+            self._refuse_in_proc(m, paths.path_in_root(self.rootfd, dest_fd))
         if mode is not None and (fstype == "tmpfs" or opts.tmpcopyup):
             # a tmpfs over a directory takes its mode, unless the options give one (a later
             # mode= wins): runc 1.2 does this (1.1 chmods, overriding mode=)
@@ -265,6 +278,45 @@ class RootfsBuilder:
         opts.rec_set &= ~MOUNT_ATTR_RDONLY
         return recursive
 
+    def _refuse_in_proc(self, m: Mount, where: str | None) -> None:
+        """runc 1.1.5's checkProcMount on the destination resolved in the root (`where`):
+        nothing may be mounted below /proc but on the files lxcfs emulates, and on /proc
+        itself only a bind of a procfs. An over-mounted /proc file would take the writes
+        meant for the container's own (CVE-2025-52881; runp writes below a procfs of its own
+        anyway, linux/procfs.py). Checked before the mount point is made and again on it,
+        which is what the mount goes through."""
+        if where is None or not (where == "/proc" or where.startswith("/proc/")):
+            return
+        at = f"config.json: mounts[{m.index}].destination: {m.destination}"
+        if where == "/proc":
+            if not self._source_is_proc(m):
+                raise RuntimeFailure(f"{at}: cannot be mounted on /proc because it is not of "
+                                     "type proc")
+            return
+        if where not in PROC_DESTINATIONS:
+            how = "" if where == os.path.normpath("/" + m.destination.lstrip("/")) else \
+                f" (it resolves to {where} in the rootfs)"
+            raise RuntimeFailure(f"{at}: cannot be mounted because it is inside /proc{how}")
+
+    def _source_is_proc(self, m: Mount) -> bool:
+        src = bind_source(m, self.spec.bundle)
+        if src is None:
+            return False
+        if self.host_fds is not None:
+            got = self.host_fds.sources.get(m.index)
+            if not isinstance(got, tuple):
+                return False
+            fd = os.dup(got[0])
+        else:
+            try:
+                fd = os.open(src, paths.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                return False
+        try:
+            return lsys.fstatfs_type(fd) == PROC_SUPER_MAGIC
+        finally:
+            os.close(fd)
+
     def _ordinary_dir_only(self, dest: str, fstype: str) -> None:
         """procfs and sysfs go on an ordinary directory, never through a symlink in its place
         (runc does the same: a /proc that leads elsewhere hides the real one, CVE-2019-19921)."""
@@ -307,6 +359,11 @@ class RootfsBuilder:
             # a path is followed on the host side: the source is trusted
             st = os.stat(src) if isinstance(src, str) else os.fstat(src)
             dest_fd = paths.make_mountpoint(self.rootfd, m.destination, stat.S_ISDIR(st.st_mode))
+            try:
+                self._refuse_in_proc(m, paths.path_in_root(self.rootfd, dest_fd))
+            except BaseException:
+                os.close(dest_fd)
+                raise
         except BaseException:
             if tree:
                 os.close(src)
@@ -552,6 +609,7 @@ class RootfsBuilder:
     def finish(self) -> None:
         """Deferred read-only mounts, read-only paths, masked paths, read-only root."""
         lx = self.spec.linux
+        self._reopen_dev_null()
         self._read_only_now()
         for p in lx.readonly_paths:
             self._readonly(p)
@@ -622,6 +680,24 @@ class RootfsBuilder:
         finally:
             os.close(fd)
 
+    def _reopen_dev_null(self) -> None:
+        """Stdio that is a null device (the caller's, the host's /dev/null: containerd's shim
+        gives detached tasks that stdin) becomes the container's own /dev/null, as runc's
+        reOpenDevNull does: criu cannot checkpoint a file on a mount the container lacks
+        ("Can't lookup mount=N for fd=0 path=/dev/null", seen with `ctr task checkpoint`)."""
+        mine = [fd for fd in (0, 1, 2) if _is_null(fd)]
+        if not mine:
+            return
+        try:
+            null = os.open(paths.fd_path(self._dev_null()), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            return  # no /dev/null (or /proc) in the container: the caller's stays
+        try:
+            for fd in mine:
+                os.dup2(null, fd)
+        finally:
+            os.close(null)
+
     def _dev_null(self) -> int:
         """An O_PATH fd of the container's /dev/null (resolved in the root), verified to be the
         null device: a /dev/null that leads to another file would be bound over every masked
@@ -637,6 +713,14 @@ class RootfsBuilder:
                 raise OSError(errno.EINVAL, "/dev/null is not the null device (char 1:3)")
             self._null = fd
         return self._null
+
+
+def _is_null(fd: int) -> bool:
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
 
 
 def _check_existing_device(pfd: int, name: str, path: str, typ: str, major: int, minor: int) -> None:

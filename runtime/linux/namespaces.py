@@ -99,12 +99,11 @@ def write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
 
 
 KEYCTL_JOIN_SESSION_KEYRING = 1
-SYS_keyctl = 250
 
 
 def new_session_keyring(name: str) -> None:
     """A fresh session keyring, so the container cannot see the caller's keys."""
-    ret = lsys.syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING,
+    ret = lsys.syscall(lsys.NR["keyctl"], KEYCTL_JOIN_SESSION_KEYRING,
                        f"_ses.{os.path.basename(name)}".encode()[:255])
     if ret == -1 and lsys.get_errno() not in (errno.ENOSYS, errno.EPERM, errno.EACCES):
         raise OSError(lsys.get_errno(), "join session keyring")

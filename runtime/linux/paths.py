@@ -121,3 +121,35 @@ def make_mountpoint(rootfd: int, path: str, is_dir: bool) -> int:
 
 def is_dir_fd(fd: int) -> bool:
     return stat.S_ISDIR(os.fstat(fd).st_mode)
+
+
+def path_in_root(rootfd: int, fd: int) -> str | None:
+    """Where the object behind `fd` is as the container sees it ("/proc/1/fd"): the kernel's
+    own path of it (d_path, through /proc/self/fd) below that of `rootfd`; None if not below
+    it. Exact for what a mount through `fd` lands on, whatever the links on the way."""
+    root = os.readlink(fd_path(rootfd))
+    where = os.readlink(fd_path(fd))
+    if where == root:
+        return "/"
+    prefix = root.rstrip("/") + "/"
+    return "/" + where[len(prefix):] if where.startswith(prefix) else None
+
+
+def resolve_in_root(rootfd: int, path: str) -> str | None:
+    """`path` with its links resolved inside the root (runc's SecureJoin): the longest part
+    that exists as the kernel reaches it (path_in_root), then the rest as written."""
+    parts = [p for p in os.path.normpath("/" + path).split("/") if p]
+    rest: list[str] = []
+    while True:
+        try:
+            fd = open_in_root(rootfd, "/".join(parts))
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if not parts:
+                raise
+            rest.insert(0, parts.pop())
+    try:
+        where = path_in_root(rootfd, fd)
+    finally:
+        os.close(fd)
+    return None if where is None else os.path.join(where, *rest)

@@ -21,8 +21,6 @@ SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
 IOPRIO_CLASSES = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
 PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
-SYS_sched_setattr = 314
-SYS_ioprio_set = 251
 IOPRIO_WHO_PROCESS = 1
 
 
@@ -81,11 +79,13 @@ def apply(scheduler: dict | None, io_priority: dict | None, personality: dict | 
                           scheduler.get("nice", 0), scheduler.get("priority", 0),
                           scheduler.get("runtime", 0), scheduler.get("deadline", 0),
                           scheduler.get("period", 0))
-        if _sys.libc.syscall(ctypes.c_long(SYS_sched_setattr), 0, ctypes.byref(attr), 0) == -1:
+        nr = ctypes.c_long(_sys.NR["sched_setattr"])
+        if _sys.libc.syscall(nr, 0, ctypes.byref(attr), 0) == -1:
             raise _error("process.scheduler", ctypes.get_errno())
     if io_priority is not None:
         value = IOPRIO_CLASSES[io_priority["class"]] << 13 | io_priority.get("priority", 0)
-        if _sys.libc.syscall(ctypes.c_long(SYS_ioprio_set), IOPRIO_WHO_PROCESS, 0, value) == -1:
+        nr = ctypes.c_long(_sys.NR["ioprio_set"])
+        if _sys.libc.syscall(nr, IOPRIO_WHO_PROCESS, 0, value) == -1:
             raise _error("process.ioPriority", ctypes.get_errno())
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ..errors import ConfigError, RuntimeFailure, json_type
+from .arch import AUDIT, NR, X32_SYSCALL_BIT
 
 ACTIONS = frozenset({
     "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP",
@@ -30,14 +31,7 @@ ACTIONS = frozenset({
 # Actions that carry a return value (errnoRet / defaultErrnoRet); the spec says any other
 # action given an errno MUST fail.
 ERRNO_ACTIONS = frozenset({"SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"})
-ARCHES = frozenset({
-    "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM", "SCMP_ARCH_AARCH64",
-    "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32", "SCMP_ARCH_MIPSEL",
-    "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64",
-    "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC",
-    "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64", "SCMP_ARCH_LOONGARCH64", "SCMP_ARCH_M68K",
-    "SCMP_ARCH_SH", "SCMP_ARCH_SHEB",
-})
+ARCHES = frozenset(AUDIT)  # every SCMP_ARCH_* config-linux.md lists
 FLAGS = frozenset({
     "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
@@ -63,11 +57,9 @@ _BPF_JSET_K = 0x45
 _BPF_RET_K = 0x06
 _DATA_NR, _DATA_ARCH = 0, 4               # offsets in struct seccomp_data
 _SECCOMP_RET_ERRNO = 0x00050000
-_X32_SYSCALL_BIT = 0x40000000
-# libseccomp's SCMP_ARCH_* tokens are the kernel's AUDIT_ARCH_* values, except X32: the kernel
-# reports x32 calls as x86_64 with _X32_SYSCALL_BIT set in the number.
-_AUDIT_X86_64 = 0xC000003E
-_AUDIT_S390, _AUDIT_S390X = 0x16, 0x80000016
+# libseccomp's SCMP_ARCH_* tokens are the kernel's AUDIT_ARCH_* values (AUDIT), except X32
+_AUDIT_X86_64 = AUDIT["SCMP_ARCH_X86_64"]
+_AUDIT_S390, _AUDIT_S390X = AUDIT["SCMP_ARCH_S390"], AUDIT["SCMP_ARCH_S390X"]
 # Default actions that let a call through (runc: a tracer or the kernel answers ENOSYS itself)
 _NO_STUB_DEFAULTS = frozenset({"SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"})
 
@@ -283,7 +275,7 @@ def build(cfg: dict | None, path: str = "linux.seccomp") -> Program | None:
     if default_name not in _NO_STUB_DEFAULTS and not (
             default_name == "SCMP_ACT_ERRNO" and cfg.get("defaultErrnoRet") == errno.ENOSYS):
         bpf = enosys_stub(last_syscalls(scmp, cfg), errno.ENOSYS) + bpf
-    return Program(bpf, raw_flags, notify, scmp.resolve_syscall(scmp.Arch.NATIVE, "seccomp"))
+    return Program(bpf, raw_flags, notify, NR["seccomp"])
 
 
 def last_syscalls(scmp: Any, cfg: dict) -> dict[int, tuple[int, int]]:
@@ -338,7 +330,7 @@ def enosys_stub(last: dict[int, tuple[int, int]], enosys: int) -> bytes:
         if audit in (_AUDIT_S390, _AUDIT_S390X):
             prog.append((_BPF_JEQ_K, 0, "enosys", None))
         if audit == _AUDIT_X86_64:
-            prog.append((_BPF_JSET_K, _X32_SYSCALL_BIT, "x32" if top_x32 else "filter",
+            prog.append((_BPF_JSET_K, X32_SYSCALL_BIT, "x32" if top_x32 else "filter",
                          None if top else "filter"))
         if top:
             prog.append((_BPF_JGT_K, top, "enosys", "filter"))

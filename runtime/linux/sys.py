@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import struct
 
+from .arch import NR  # noqa: F401 (re-exported: the running architecture's syscall numbers)
 from .libc import Long, buffer, function, get_errno, syscall  # noqa: F401 (re-exported)
 
 
@@ -75,21 +76,6 @@ RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_BENEATH = 0x08
 RESOLVE_IN_ROOT = 0x10
-
-SYS_pivot_root = 155
-SYS_setns = 308
-SYS_openat2 = 437
-SYS_capget = 125
-SYS_capset = 126
-SYS_close_range = 436
-SYS_open_tree = 428
-SYS_move_mount = 429
-SYS_mount_setattr = 442
-SYS_fsopen = 430
-SYS_fsconfig = 431
-SYS_fsmount = 432
-SYS_faccessat2 = 439
-SYS_set_mempolicy = 238  # (x86_64; linux/mempolicy.py)
 
 # open_tree(2), move_mount(2), mount_setattr(2)
 AT_FDCWD = -100
@@ -158,7 +144,7 @@ def umount2(target: str, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(syscall(SYS_pivot_root, new_root.encode(), put_old.encode()), "pivot_root", new_root)
+    _check(syscall(NR["pivot_root"], new_root.encode(), put_old.encode()), "pivot_root", new_root)
 
 
 def sethostname(name: str) -> None:
@@ -203,8 +189,8 @@ def clone_tree(src: int | str, recursive: bool) -> int:
     Closing the fd before attach_tree() unmounts the copy again."""
     flags = OPEN_TREE_CLONE | os.O_CLOEXEC | (AT_RECURSIVE if recursive else 0)
     if isinstance(src, int):
-        return _check(syscall(SYS_open_tree, src, b"", flags | AT_EMPTY_PATH), "open_tree")
-    return _check(syscall(SYS_open_tree, AT_FDCWD, src.encode(), flags), "open_tree", src)
+        return _check(syscall(NR["open_tree"], src, b"", flags | AT_EMPTY_PATH), "open_tree")
+    return _check(syscall(NR["open_tree"], AT_FDCWD, src.encode(), flags), "open_tree", src)
 
 
 def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True,
@@ -212,26 +198,26 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True,
     """mount_setattr(2) on the mount at `fd` (and the mounts below it if `recursive`)."""
     attr = struct.pack("QQQQ", attr_set, attr_clr, 0, userns_fd)  # struct mount_attr
     flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
-    _check(syscall(SYS_mount_setattr, fd, b"", flags, attr, len(attr)), "mount_setattr")
+    _check(syscall(NR["mount_setattr"], fd, b"", flags, attr, len(attr)), "mount_setattr")
 
 
 def attach_tree(tree_fd: int, dest_fd: int) -> None:
     """move_mount(2) of a detached tree onto the object behind `dest_fd`."""
-    _check(syscall(SYS_move_mount, tree_fd, b"", dest_fd, b"",
+    _check(syscall(NR["move_mount"], tree_fd, b"", dest_fd, b"",
                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
 
 
 def new_mount(fstype: str, options: dict[str, str], attrs: int = 0) -> int:
     """A new, detached mount of a fresh `fstype` instance (fsopen, fsconfig, fsmount): an
     O_PATH fd of its root, attached nowhere (attach_tree() can put it somewhere)."""
-    ctx = _check(syscall(SYS_fsopen, fstype.encode(), FSOPEN_CLOEXEC), "fsopen", fstype)
+    ctx = _check(syscall(NR["fsopen"], fstype.encode(), FSOPEN_CLOEXEC), "fsopen", fstype)
     try:
         for key, value in options.items():
-            _check(syscall(SYS_fsconfig, ctx, FSCONFIG_SET_STRING, key.encode(), value.encode(), 0),
+            _check(syscall(NR["fsconfig"], ctx, FSCONFIG_SET_STRING, key.encode(), value.encode(), 0),
                    f"fsconfig {key}={value}", fstype)
-        _check(syscall(SYS_fsconfig, ctx, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig create",
+        _check(syscall(NR["fsconfig"], ctx, FSCONFIG_CMD_CREATE, None, None, 0), "fsconfig create",
                fstype)
-        return _check(syscall(SYS_fsmount, ctx, FSMOUNT_CLOEXEC, attrs), "fsmount", fstype)
+        return _check(syscall(NR["fsmount"], ctx, FSMOUNT_CLOEXEC, attrs), "fsmount", fstype)
     finally:
         os.close(ctx)
 
@@ -240,7 +226,7 @@ def exec_denied(fd: int) -> bool:
     """Whether execve would refuse our effective ids the file behind `fd` (faccessat2 X_OK
     says EACCES, a noexec mount included). Any other failure (ENOSYS, a seccomp profile
     without faccessat2) is no answer: False, and execve decides."""
-    return syscall(SYS_faccessat2, fd, b"", os.X_OK, AT_EMPTY_PATH | AT_EACCESS) == -1 \
+    return syscall(NR["faccessat2"], fd, b"", os.X_OK, AT_EMPTY_PATH | AT_EACCESS) == -1 \
         and get_errno() == 13  # EACCES
 
 
@@ -248,7 +234,7 @@ def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> i
     """openat2(2): open `path` relative to `dirfd` under the `resolve` restrictions."""
     how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
     while True:
-        ret = syscall(SYS_openat2, dirfd, path.encode(), how, len(how))
+        ret = syscall(NR["openat2"], dirfd, path.encode(), how, len(how))
         if ret == -1 and get_errno() == 11:  # EAGAIN: a rename raced the lookup, retry
             continue
         return _check(ret, "openat2", path)
@@ -265,5 +251,5 @@ def close_range_from(first: int, keep: set[int] | frozenset[int] = frozenset()) 
 
 
 def _close_range(lo: int, hi: int) -> None:
-    if syscall(SYS_close_range, lo, hi, 0) == -1:
+    if syscall(NR["close_range"], lo, hi, 0) == -1:
         os.closerange(lo, min(hi + 1, 65536))

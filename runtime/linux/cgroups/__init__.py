@@ -177,9 +177,8 @@ class Manager:
         if primary and os.path.isdir(primary):
             n = len(self.pids())
             if n:
-                raise RuntimeFailure(f"container's cgroup is not empty: {n} process(es) found")
-            if self.frozen():
-                raise RuntimeFailure("container's cgroup unexpectedly frozen")
+                raise ConfigError("linux.cgroupsPath",
+                                  f"container's cgroup is not empty: {n} process(es) found")
         created: list[str] = []
         self.rootless = rootless
         try:
@@ -195,6 +194,7 @@ class Manager:
                     common.enable_controllers(common.v2_root(self.mode), d)
                 elif d == self.paths.get("cpuset"):
                     common.init_cpuset(d)
+            self._refuse_frozen()
         except (OSError, RuntimeFailure) as e:
             self.created = created
             try:
@@ -211,6 +211,19 @@ class Manager:
         for d in created:
             if d not in leaves:
                 cgroup_recorded.mark_parent(d)   # shared with later siblings: see remove()
+
+    def _refuse_frozen(self) -> None:
+        """A cgroup frozen already, itself or through a parent, in ANY hierarchy with a freezer
+        (v1's, and cgroup2's cgroup.freeze even on a hybrid host, where runp pauses with v1):
+        the init would stop on joining it and create would hang (runc 1.1.5 hangs on the cgroup2
+        one). Refused at once, as runc refuses a frozen v1 cgroup, naming the field."""
+        d = self.paths.get("freezer")
+        if d and os.path.isdir(d) and \
+                common.read(d, "freezer.state").strip() != "THAWED":
+            raise ConfigError("linux.cgroupsPath", f"container's cgroup unexpectedly frozen ({d})")
+        d = self.unified
+        if d and os.path.isdir(d) and common.read_keyed(d, "cgroup.events").get("frozen"):
+            raise ConfigError("linux.cgroupsPath", f"container's cgroup unexpectedly frozen ({d})")
 
     def drop(self, d: str, err: OSError) -> None:
         """Do without the directory `d` (rootless: not ours to make or join); what it would

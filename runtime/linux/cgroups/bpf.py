@@ -11,6 +11,7 @@ import os
 import struct
 
 from ...errors import RuntimeFailure
+from ..arch import BIG_ENDIAN, NR
 from ..libc import address, buffer, get_errno, syscall
 from .devices import ALL, M, R, W, Emulator, Rule, check_rules  # noqa: F401
 
@@ -29,9 +30,9 @@ BPF_DEVCG_ACC_MKNOD = 1
 BPF_DEVCG_ACC_READ = 2
 BPF_DEVCG_ACC_WRITE = 4
 
-_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "ppc64": 361,
-            "s390x": 351, "armv7l": 386, "armv6l": 386, "i686": 357, "i386": 357,
-            "loongarch64": 280, "mips64": 5315}
+# struct bpf_insn is native-endian, and its dst_reg:4/src_reg:4 bitfields fill the byte from the
+# least significant bit on little-endian machines, from the most significant one on big-endian.
+_INSN = struct.Struct(">BBhi" if BIG_ENDIAN else "<BBhi")
 
 # instruction opcodes (struct bpf_insn.code)
 _LDX_MEM_W = 0x61      # BPF_LDX | BPF_MEM | BPF_W
@@ -92,7 +93,8 @@ def build_program(rules: list[Rule]) -> bytes:
             off = starts[off[1] + 1] - (i + 1)
         if imm > 0x7FFFFFFF:
             imm -= 1 << 32
-        out += struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
+        regs = (dst << 4) | src if BIG_ENDIAN else (src << 4) | dst
+        out += _INSN.pack(code, regs, off, imm)
     return bytes(out)
 
 
@@ -100,9 +102,7 @@ class _Bpf:
     """bpf(2) for device programs. Attributes are union bpf_attr members, packed."""
 
     def __init__(self) -> None:
-        self.nr = _SYS_BPF.get(os.uname().machine)
-        if self.nr is None:
-            raise RuntimeFailure(f"bpf(2): unknown syscall number on {os.uname().machine}")
+        self.nr = NR["bpf"]
 
     def call(self, cmd: int, attr) -> int:
         """attr: bytes, or a buffer() the kernel may write back into."""
