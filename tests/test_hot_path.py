@@ -23,18 +23,19 @@ from conftest import RUNP, TOP, Bundle, Runp, new_id
 
 HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "run")
 
-# Needed by every hot-path command today (measured at 5c2977e): os, the JSON scanner (_json,
-# through runtime.jsonlite; the json package would bring re), file locks.
+# Needed by every hot-path command today (measured at 5c2977e): the JSON scanner (_json,
+# through runtime.jsonlite; the json package would bring re), file locks. Not os: the commands
+# made for every container use runtime.oslite (posix's functions; `import os` costs 1.0 ms).
 COMMON = {
-    "os", "stat", "_stat", "posixpath", "genericpath", "_collections_abc",  # site imports them too
     "__future__", "_json", "errno", "fcntl",
     "gc",  # built in: the CLI turns the cyclic collector off (runtime/cli.py)
 }
 # create and run fork the init and talk to it: the init pipe (_socket + struct for fd passing,
 # not the socket module, whose enums cost milliseconds), syscalls (_ctypes through
-# runtime.linux.libc: the ctypes package costs 2 ms more), rlimits (resource).
+# runtime.linux.libc: the ctypes package costs 2 ms more), rlimits (resource); and os.
 SETUP = {"_socket", "_ctypes", "struct", "_struct", "resource",
-         "math"}  # math: the v2 cpu.weight conversion (C, cheap)
+         "math",  # math: the v2 cpu.weight conversion (C, cheap)
+         "os", "stat", "_stat", "posixpath", "genericpath", "_collections_abc"}
 ALLOWED = {cmd: COMMON | (SETUP if cmd in ("create", "run") else set()) for cmd in HOT}
 
 # Never on the hot path, whatever the lists above say (hooks may run subprocesses, but the
@@ -143,10 +144,12 @@ def test_hot_path_imports_only_allowed_modules(hot_imports, cmd):
 def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     """The commands callers make for every container do not load the cgroup manager (its
     import is ~0.5 ms of a ~9 ms call): delete removes the recorded directories through
-    runtime.linux.cgroup_recorded alone."""
+    runtime.linux.cgroup_recorded alone. Nor runtime.rootless (the CLI has chosen the root)."""
     mods = hot_imports[cmd]
     loaded = sorted(m for m in mods if m == "runtime.linux.cgroups" or m.startswith("runtime.linux.cgroups."))
     assert not loaded, f"runp {cmd} imports {_explain(mods, set(loaded))}"
+    # nor the rootless policy: the CLI passes the root it chose (about 0.1 ms a module, issue 18)
+    assert "runtime.rootless" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.rootless'})}"
     if cmd == "delete":
         assert "runtime.linux.cgroup_recorded" in mods, "delete removed no cgroup?"
 
@@ -251,4 +254,38 @@ def test_libc_calls_without_ctypes():
         "assert 'ctypes' not in sys.modules\n"
     )
     p = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+
+
+def test_oslite_is_os_without_its_import(tmp_path):
+    """runtime.oslite: posix's functions (os's very objects), os.path's join/exists/isdir/dirname
+    as posixpath computes them, and everything else from os itself, loaded only when asked."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(TOP)!r})\n"
+        "from runtime import oslite\n"
+        "assert 'os' not in sys.modules and '_collections_abc' not in sys.modules\n"
+        "assert oslite.open is __import__('posix').open and oslite._exit is __import__('posix')._exit\n"
+        "assert 'os' not in sys.modules\n"
+        "env = oslite.environ\n"  # falls back to os: str keys, as os.environ
+        "import os, posixpath\n"
+        "assert env is os.environ and oslite.makedirs is os.makedirs\n"
+        "assert oslite.path.normpath is posixpath.normpath\n"
+        "for a, *b in [('a', 'b'), ('/a/', 'b', 'c'), ('a', '/b'), ('', 'b'), ('a', ''), ('/', ''),\n"
+        "              ('a//', 'b/'), ('/x',)]:\n"
+        "    assert oslite.path.join(a, *b) == posixpath.join(a, *b), (a, b)\n"
+        "from pathlib import Path\n"
+        "assert oslite.path.join(Path('/r'), 'c') == '/r/c' and oslite.path.join(b'/r', b'c') == b'/r/c'\n"
+        "assert oslite.path.dirname(Path('/r/c')) == '/r'\n"
+        "for p in ['/a/b', '/a/b/', 'a', '/', '//a', '///a//b', '', 'a/b//', '/a']:\n"
+        "    assert oslite.path.dirname(p) == posixpath.dirname(p), p\n"
+        f"d = {str(tmp_path)!r}\n"
+        "open(d + '/f', 'w').close()\n"
+        "os.symlink(d + '/nowhere', d + '/dangling')\n"
+        "for p in [d, d + '/f', d + '/dangling', d + '/missing', d + '/f/x', 'a\\0b']:\n"
+        "    assert oslite.path.exists(p) == posixpath.exists(p), p\n"
+        "    assert oslite.path.isdir(p) == posixpath.isdir(p), p\n"
+    )
+    p = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                       timeout=30)
     assert p.returncode == 0, p.stderr

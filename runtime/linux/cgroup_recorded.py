@@ -11,7 +11,7 @@ dict is what cgroups.Manager.to_dict() wrote: {"paths": {controller: dir}, "unif
 from __future__ import annotations
 
 import errno
-import os
+from .. import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
 import time
 
 from ..errors import RuntimeFailure
