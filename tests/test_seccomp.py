@@ -15,6 +15,7 @@ import time
 import pytest
 
 from runtime.errors import ConfigError, RuntimeFailure
+from runtime.linux.arch import NAME as NATIVE_ARCH
 from runtime.linux import seccomp as sc
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
 PR_SET_NO_NEW_PRIVS = 38
 SYS_mkdir = 83  # x86_64
+# os.mkdir calls mkdir on x86_64, mkdirat where there is no mkdir (aarch64): deny both.
+MKDIR = ["mkdir", "mkdirat"]
 
 
 def start_child(fn) -> tuple[int, int]:
@@ -104,7 +107,7 @@ def deny(names, action="SCMP_ACT_ERRNO", **extra) -> dict:
 def test_deny_mkdir_eperm(tmp_path) -> None:
     def child(send) -> None:
         nnp()
-        assert sc.load(deny(["mkdir"])) is None
+        assert sc.load(deny(MKDIR)) is None
         send([try_errno(os.mkdir, tmp_path / "a"), try_errno(os.mkdir, tmp_path / "b" / "c")])
 
     code, out = run_child(child)
@@ -116,7 +119,7 @@ def test_deny_mkdir_eperm(tmp_path) -> None:
 def test_root_without_nnp_loads_and_does_not_set_nnp(tmp_path) -> None:
     """runc semantics: no_new_privs is the config's business, not libseccomp's."""
     def child(send) -> None:
-        sc.load(deny(["mkdir"]))
+        sc.load(deny(MKDIR))
         with open("/proc/self/status") as f:
             flag = [line.split()[1] for line in f if line.startswith("NoNewPrivs:")][0]
         send([try_errno(os.mkdir, tmp_path / "a"), flag])
@@ -131,7 +134,7 @@ def test_needs_nnp_or_cap_sys_admin() -> None:
         os.setgroups([])
         os.setgid(1000)
         os.setuid(1000)  # no capabilities left, no no_new_privs
-        sc.load(deny(["mkdir"]))
+        sc.load(deny(MKDIR))
 
     code, out = run_child(child)
     assert code == 1
@@ -152,8 +155,9 @@ def test_errno_ret(tmp_path, ret: int) -> None:
 
 def test_default_errno_ret(tmp_path) -> None:
     cfg = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"},                  # EPERM by default
-        {"names": ["rmdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0},   # 0 is a valid errno
+        {"names": MKDIR, "action": "SCMP_ACT_ERRNO"},                      # EPERM by default
+        # 0 is a valid errno; os.rmdir is unlinkat where there is no rmdir (aarch64)
+        {"names": ["rmdir", "unlinkat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 0},
     ]}
 
     def child(send) -> None:
@@ -238,7 +242,7 @@ def test_arg_condition_personality_and_masked_eq() -> None:
 
 def test_unknown_syscall_names_and_default_action_rules_are_skipped(tmp_path) -> None:
     cfg = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-        {"names": ["no_such_syscall", "mkdir", "uretprobe_from_the_future"],
+        {"names": ["no_such_syscall", *MKDIR, "uretprobe_from_the_future"],
          "action": "SCMP_ACT_ERRNO"},
         {"names": ["getpid"], "action": "SCMP_ACT_ALLOW"},  # same as default: skipped
         {"names": ["rmdir"], "action": "SCMP_ACT_KILL_THREAD"},  # never called: just loads
@@ -259,7 +263,7 @@ def test_kill_process(tmp_path) -> None:
         import resource
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGSYS would dump core
         nnp()
-        sc.load(deny(["mkdir"], action="SCMP_ACT_KILL_PROCESS"))
+        sc.load(deny(MKDIR, action="SCMP_ACT_KILL_PROCESS"))
         os.mkdir(tmp_path / "a")
         send("survived")
 
@@ -268,7 +272,7 @@ def test_kill_process(tmp_path) -> None:
 
 
 def test_flags_log_and_spec_allow(tmp_path) -> None:
-    cfg = {**deny(["mkdir"]), "flags": ["SECCOMP_FILTER_FLAG_LOG",
+    cfg = {**deny(MKDIR), "flags": ["SECCOMP_FILTER_FLAG_LOG",
                                         "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
                                         "SECCOMP_FILTER_FLAG_TSYNC"]}
 
@@ -284,7 +288,7 @@ def test_flags_log_and_spec_allow(tmp_path) -> None:
 
 def test_build_before_fork_install_in_child(tmp_path) -> None:
     """The slow libseccomp work can happen before `start`; install is one syscall."""
-    prog = sc.build(deny(["mkdir"], errnoRet=errno.EROFS))
+    prog = sc.build(deny(MKDIR, errnoRet=errno.EROFS))
     assert prog is not None and len(prog.bpf) % 8 == 0 and not prog.notify
 
     def child(send) -> None:
@@ -546,7 +550,7 @@ def test_enosys_stub_native_arch_and_unknown_names() -> None:
     An architecture none of whose names it knows gets no stub (as runc): there is no highest
     number to compare with."""
     bpf = sc.build(rules("SCMP_ACT_ERRNO")).bpf
-    assert run_bpf(bpf, "X86_64", 1000) == ret_errno(errno.ENOSYS)
+    assert run_bpf(bpf, NATIVE_ARCH.upper(), 1000) == ret_errno(errno.ENOSYS)
     cfg = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64",
                                                                  "SCMP_ARCH_AARCH64"],
            "syscalls": [{"names": ["mkdir", "open"], "action": "SCMP_ACT_ALLOW"}]}
@@ -579,7 +583,7 @@ NOTIF_SEND = 0xC0182101
 @pytest.mark.parametrize("flags", [None, ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]])
 def test_notify_fd_reaches_agent(tmp_path, flags) -> None:
     sock_path = str(tmp_path / "agent.sock")
-    cfg = {**deny(["mkdir"], action="SCMP_ACT_NOTIFY"), "listenerPath": sock_path,
+    cfg = {**deny(MKDIR, action="SCMP_ACT_NOTIFY"), "listenerPath": sock_path,
            "listenerMetadata": "hello-agent"}
     if flags:
         cfg["flags"] = flags
@@ -630,7 +634,9 @@ def test_notify_fd_reaches_agent(tmp_path, flags) -> None:
     assert out[1] == {"mkdir": errno.EXDEV}  # the agent's answer
     assert not os.path.exists(target)
     assert result["link"] == "anon_inode:seccomp notify"
-    assert nr == SYS_mkdir and npid == pid
+    import seccomp as scmp   # os.mkdir's call: mkdir where the architecture has it, else mkdirat
+    native = [n for n in (scmp.resolve_syscall(scmp.Arch.NATIVE, c) for c in MKDIR) if n >= 0]
+    assert nr == native[0] and npid == pid
     assert json.loads(msg) == {"ociVersion": "1.3.0", "fds": ["seccompFd"], "pid": pid,
                                "metadata": "hello-agent", "state": state}
 
