@@ -492,7 +492,13 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     if proc is None:  # config.md: process is OPTIONAL at create, REQUIRED by start
         _wait_for_start_without_process(pipe, opts)
     from . import process as cproc
-    prepared = cproc.prepare(spec, opts.extra_env)
+    try:
+        prepared = cproc.prepare(spec, opts.extra_env)
+    except RuntimeFailure as e:  # the program not found: runc's words, and the field they are
+        # about (the phrase is kept whole: podman maps "executable file not found" to 127)
+        if not str(e).startswith("unable to start container process: exec:"):
+            raise
+        raise RuntimeFailure(f"config.json: process.args[0]: {e}") from None
     if proc.oom_score_adj is not None:
         cproc.set_oom_score_adj(proc.oom_score_adj)
     if _wants_sched(spec):  # scheduler, ioPriority, personality: they survive execve
