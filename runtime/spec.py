@@ -469,6 +469,12 @@ def _parse_linux(lx: dict) -> Linux:
         raise ConfigError(f"{p}.uidMappings", "id mappings require a user namespace")
     if userns and not userns.path and not (linux.uid_mappings and linux.gid_mappings):
         raise ConfigError(f"{p}.uidMappings", "a new user namespace needs uidMappings and gidMappings")
+    if userns and not userns.path and not linux.namespace("mount"):
+        # the init would mount the rootfs in the host's mount namespace, which a new user
+        # namespace owns nothing of: EPERM, naming no field (found by the fuzzer); runc refuses
+        # the config too ("unable to restrict sys entries without a private MNT namespace")
+        raise ConfigError(f"{p}.namespaces", "a new user namespace needs a mount namespace: "
+                          "the rootfs cannot be mounted in the host's")
     tof = _get(lx, "timeOffsets", dict, p, default={})
     for clock, off in tof.items():
         tp = f"{p}.timeOffsets.{clock}"

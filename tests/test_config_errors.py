@@ -40,6 +40,11 @@ CASES = [
      "linux.seccomp.defaultAction:"),
     ("uidmap without userns", lambda c: c["linux"].update(uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}]),
      "linux.uidMappings:"),
+    ("userns without mount ns", lambda c: c["linux"].update(
+        namespaces=[{"type": "user"}, {"type": "pid"}],
+        uidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}],
+        gidMappings=[{"containerID": 0, "hostID": 100000, "size": 65536}]),
+     "linux.namespaces: a new user namespace needs a mount namespace"),
     ("hostname without uts", lambda c: c["linux"].update(namespaces=[{"type": "mount"}]), "hostname:"),
     ("not an object", lambda c: c.clear() or c.update(process=[]), "ociVersion: is required"),
 ]
