@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.linux import arch
 from runtime.linux.capabilities import CAPS, host_bounding
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -180,7 +181,7 @@ def test_seccomp_denies_mkdir_with_eperm(runp, bundle, cid, nnp):
                                       (errno.EXDEV, "Invalid cross-device link")])
 def test_seccomp_custom_errno_ret(runp, bundle, cid, ret, text):
     bundle.config["linux"]["seccomp"] = allow_but(
-        [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": ret}])
+        [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": ret}])
     code, _, err = run(runp, bundle, cid, "mkdir", "/tmp/d", ok=False)
     assert code == 1 and f"'/tmp/d': {text}" in err
 
@@ -331,7 +332,10 @@ def test_podman_default_profile_busybox_shell(runp, bundle, cid, uid, nnp):
 # struct seccomp_notif is 80 bytes, seccomp_notif_resp 24: _IOWR('!', 0|1, size)
 NOTIF_RECV = 0xC0502100
 NOTIF_SEND = 0xC0182101
-SYS_mkdir = 83
+# busybox's mkdir(2): the mkdir syscall where there is one, mkdirat elsewhere (aarch64)
+SYS_mkdir = arch.number("mkdir")
+if SYS_mkdir is None:
+    SYS_mkdir = arch.number("mkdirat")
 
 
 class Agent:
@@ -395,7 +399,7 @@ def test_seccomp_notify_agent_gets_fd_and_state(runp, bundle, cid, tmp_path):
         bundle.config["linux"]["seccomp"] = {
             "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(sock),
             "listenerMetadata": "agent-meta",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
         bundle.config["annotations"] = {"org.example": "yes"}
         bundle.set_args("sh", "-c", "mkdir /tmp/d || echo failed; sleep 100")
         runp("create", "-b", str(bundle.path), cid)
@@ -427,7 +431,7 @@ def test_seccomp_notify_answer_is_seen_by_the_process(runp, bundle, cid, tmp_pat
     try:
         bundle.config["linux"]["seccomp"] = {
             "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(sock),
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
         code, out, err = run(runp, bundle, cid, "sh", "-c", "mkdir /tmp/d; echo rc=$?", ok=False)
     finally:
         agent.close()
