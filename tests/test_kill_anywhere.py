@@ -65,9 +65,9 @@ def _create_killed_at(runp, bundle, cid: str, phase: str, stop_at: str | None = 
             if stop_at and not stopped and f"phase {stop_at}:".encode() in buf:
                 p.send_signal(signal.SIGSTOP)
                 stopped = True
+    finally:  # (also when the phase never came: a stopped create would hold its lock)
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
-    finally:
         os.close(rfd)
 
 
@@ -90,9 +90,12 @@ def test_killed_create_leaves_nothing(runp, bundle, phase):
         path = f"/runp-test-kill-{cid}"
         bundle.config["linux"]["cgroupsPath"] = path
         bundle.write()
-        # "ready" is the init's: create is stopped at its last step before it ("cgroup join")
+        # "ready" is the init's: create is stopped once the init needs nothing more from it
+        # (the init's "cgroup wait": it has the answer to its cgroup request; create's own
+        # "cgroup join" is logged before that answer is sent, and stopped there the init waited
+        # for it forever)
         _create_killed_at(runp, bundle, cid, phase,
-                          stop_at="cgroup join" if phase == "ready" else None)
+                          stop_at="cgroup wait" if phase == "ready" else None)
         time.sleep(0.2)  # an init whose "ready" found create gone exits: let it
         made = [d for d in _cgroup_dirs(path) if d.exists()]
         pids: set[int] = set()
