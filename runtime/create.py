@@ -73,6 +73,7 @@ class Creator:
         self.netns_fd = -1  # the container's network namespace, while devices may go back
         self.netdevs: list = []  # linux.netdevices.Moved: devices moved in (linux.netDevices)
         self.rdt: dict | None = None  # the resctrl group (linux.intelRdt), see intelrdt.apply
+        self.creating: dict = {}  # what CREATING_FILE says was made (_record_creating)
         from .rootless import rootless_cgroups
         self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
@@ -107,7 +108,9 @@ class Creator:
         log.phase("handshake")
         if self.spec.linux.intel_rdt is not None:  # before start: the process runs in it
             from .linux import intelrdt
+            self._record_creating("intel_rdt", intelrdt.planned(self.spec.linux.intel_rdt, self.id))
             self.rdt = intelrdt.apply(self.spec.linux.intel_rdt, self.id, self.init_pid)
+            self._record_creating("intel_rdt", self.rdt)  # (exact: what apply found made)
         self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
@@ -220,8 +223,17 @@ class Creator:
         from .linux.cgroup_recorded import planned
         if self.cgroup.scope is not None:  # systemd: nothing is made before the scope starts
             return
-        rec = {**self.cgroup.to_dict(), "created": planned(self.cgroup.dirs())}
-        write_atomic(self.dir.file(CREATING_FILE), _dump({"cgroup": rec}), 0o600)
+        self._record_creating("cgroup", {**self.cgroup.to_dict(),
+                                         "created": planned(self.cgroup.dirs())})
+
+    def _record_creating(self, key: str, rec) -> None:
+        """Write down, in the state dir (CREATING_FILE), what this create made or is about to
+        make outside it: the cgroup, the devices moved into the container's network namespace
+        (with the init whose namespace holds them), the resctrl group. A `delete` after this
+        process was killed before state.json (container.Container._destroy_half_made) undoes
+        them from this record alone."""
+        self.creating[key] = rec
+        write_atomic(self.dir.file(CREATING_FILE), _dump(self.creating), 0o600)
 
     def _delegate_cgroup(self) -> None:
         """The cgroup to the container's user where the spec says so (cgroup_owner); once the
@@ -311,7 +323,12 @@ class Creator:
         device with its namespace)."""
         from .linux import netdevices
         self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        try:
+            netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        finally:  # (a kill during the moves kills the init too: its namespace takes them)
+            self._record_creating("netdevices", {
+                "pid": self.init_pid, "start_time": proc_start_time(self.init_pid),
+                "moved": [[m.host_name, m.index, m.was_up] for m in self.netdevs]})
         log.phase("net devices")
 
     def _send_seccomp_fd(self, pipe) -> None:
