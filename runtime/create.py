@@ -115,7 +115,7 @@ class Creator:
         if console_parent is not None:
             from .console import recv_master
             self.console_master, _ = recv_master(console_parent)
-        self._finish()
+        self._finish(pipe)
 
     def _fork(self):
         """Fork the init (direct) or stage 1; our end of the init pipe."""
@@ -348,11 +348,12 @@ class Creator:
             hooks.run(self.spec, "createRuntime", state, cwd=self.spec.bundle)
         return state
 
-    def _finish(self) -> None:
+    def _finish(self, pipe) -> None:
         from .linux.namespaces import ns_paths
         spec, d = self.spec, self.dir
         start = proc_start_time(self.init_pid)
         if start is None:
+            self._init_verdict(pipe)  # why, if it said so
             raise RuntimeFailure("container init exited during setup")
         lx = spec.linux
         st = State(id=self.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
@@ -368,6 +369,7 @@ class Creator:
         if self.host_ns_root is not None:  # the bind the init made; delete detaches it
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
+        self._init_verdict(pipe)
         d.save(st)
         log.phase("state saved")
         if self.opts.pidfd_socket:
@@ -386,6 +388,14 @@ class Creator:
             s.close()
         self.socks = []
         d.unlock()
+
+    def _init_verdict(self, pipe) -> None:
+        """After "ready" the init drops its privileges (init.init_main) while we record the
+        state; it closes the init pipe once done, or says why it could not: then create fails,
+        as runc's does."""
+        kind, payload = pipe.recv()
+        if kind == "error":
+            raise RuntimeFailure(payload)
 
     def cleanup(self) -> None:
         for s in self.socks:
