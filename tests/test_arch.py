@@ -292,17 +292,24 @@ _LITERAL = re.compile(r"syscall\(\s*(ctypes\.c_long\(\s*\d+\s*\)|\d+)\s*,|syscal
                       r"|\bSYS_\w+\s*=\s*\d+|\b_*NR_\w+\s*=\s*\d+|\"(x86_64|aarch64)\":\s*\d+")
 
 
-def test_no_syscall_number_outside_the_table():
+def _scan(top: Path, skip: str, used: str) -> tuple[list[str], set[str]]:
+    """The syscall number literals in top's Python files but `skip`, and the names the `used`
+    pattern finds (the table's rows they look up)."""
     found = []
     names = set()
-    for path in sorted((TOP / "runtime").rglob("*.py")):
-        if path.name == "arch.py":
+    for path in sorted(top.rglob("*.py")):
+        if path.name == skip:
             continue
         text = path.read_text()
         for m in _LITERAL.finditer(text):
             line = text.count("\n", 0, m.start()) + 1
             found.append(f"{path.relative_to(TOP)}:{line}: {m.group(0)}")
-        names.update(re.findall(r"\bNR\[\"(\w+)\"\]", text))
+        names.update(re.findall(used, text))
+    return found, names
+
+
+def test_no_syscall_number_outside_the_table():
+    found, names = _scan(TOP / "runtime", "arch.py", r"\bNR\[\"(\w+)\"\]")
     assert not found, found
     assert names and names <= set(arch.SYSCALLS), names - set(arch.SYSCALLS)
     assert set(arch.SYSCALLS) <= names, f"unused rows: {set(arch.SYSCALLS) - names}"
@@ -312,16 +319,8 @@ def test_no_syscall_number_in_the_tests():
     """The tests take the numbers they make or watch from the table too (arch.number), so that
     they hold on aarch64 (hack/arm64). test_dropin_seccomp_cgroups' raw calls are x86_64's,
     i386's and x32's by design (its helper is built for x86_64 only and skips elsewhere)."""
-    found = []
-    names = set()
-    for path in sorted((TOP / "tests").rglob("*.py")):
-        if path.name == "test_arch.py":   # the pattern above, and its comment
-            continue
-        text = path.read_text()
-        for m in _LITERAL.finditer(text):
-            line = text.count("\n", 0, m.start()) + 1
-            found.append(f"{path.relative_to(TOP)}:{line}: {m.group(0)}")
-        names.update(re.findall(r"\bnumber\(\"(\w+)\"", text))
+    # (this file: the pattern above, and its comment)
+    found, names = _scan(TOP / "tests", "test_arch.py", r"\bnumber\(\"(\w+)\"")
     assert not found, found
     assert names <= set(ALL_SYSCALLS), names - set(ALL_SYSCALLS)
     assert set(arch.TEST_SYSCALLS) <= names, f"unused rows: {set(arch.TEST_SYSCALLS) - names}"

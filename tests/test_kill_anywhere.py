@@ -165,6 +165,15 @@ def _half_made(runp, cid: str) -> None:
     assert d.is_dir() and not (d / "state.json").exists(), "create was not killed midway"
 
 
+def _assert_gone(runp, cid: str, init: int) -> None:
+    """delete removed the half-made container's state dir and killed its init."""
+    assert not (Path(runp.root) / cid).exists()
+    deadline = time.monotonic() + 10
+    while proc_alive(init) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not proc_alive(init)
+
+
 def test_killed_create_gives_moved_net_devices_back(runp, bundle, veth):
     """A create stopped once it moved a veth end into the container's namespace (the init
     goes on once it has, to "cgroup wait") and killed when the init reported ready (so the init lives on, blocked on the exec fifo, with the
@@ -193,11 +202,7 @@ def test_killed_create_gives_moved_net_devices_back(runp, bundle, veth):
         assert proc_alive(init) and not _ip("link", "show", a, check=False)
         runp("delete", "--force", cid)
         assert _host_view(a) == (True, KEPT)
-        assert not (Path(runp.root) / cid).exists()
-        deadline = time.monotonic() + 10
-        while proc_alive(init) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not proc_alive(init)
+        _assert_gone(runp, cid, init)
     finally:
         if proc_alive(init):
             os.kill(init, signal.SIGKILL)
@@ -248,11 +253,7 @@ def test_killed_create_removes_its_resctrl_group(runp, bundle, resctrl, where, c
         runp("delete", cid)
         assert not joined.exists()
         assert group.is_dir() == bool(clos)  # a closID group is its maker's
-        assert not (Path(runp.root) / cid).exists()
-        deadline = time.monotonic() + 10
-        while proc_alive(init) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not proc_alive(init)
+        _assert_gone(runp, cid, init)
     finally:
         if proc_alive(init):
             os.kill(init, signal.SIGKILL)
