@@ -4,7 +4,6 @@ A small hand-written parser instead of argparse: it costs nothing to import, and
 exactly as runc's (urfave/cli) does: `--flag value`, `--flag=value`, `-f value`, booleans,
 flags before or between positional arguments (but not after an exec command's first argument).
 """
-from __future__ import annotations
 
 import gc
 

@@ -5,7 +5,6 @@ Usable from Python as well as through the CLI:
     c = Container.create("/run/runp", "demo", "/path/to/bundle")
     c.start(); c.kill(signal.SIGTERM); c.wait_stopped(); c.delete()
 """
-from __future__ import annotations
 
 import errno
 from . import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
@@ -78,7 +77,7 @@ class Container:
         from .linux import cgroups
         return cgroups.Manager.from_dict(self.state.cgroup)
 
-    def spec(self) -> Spec:
+    def spec(self) -> "Spec":
         """The config the container was created with (a copy kept in the state dir)."""
         if self._spec is None:
             from . import jsonlite
@@ -94,7 +93,7 @@ class Container:
     # --- create -----------------------------------------------------------------------------------
     @classmethod
     def create(cls, root: str, container_id: str, bundle: str,
-               opts: CreateOptions | None = None, *, foreground: bool = False) -> "Container":
+               opts: "CreateOptions | None" = None, *, foreground: bool = False) -> "Container":
         """Set up the container and leave its init blocked until start()."""
         self = cls(root, container_id)
         bundle = self.hooks_cwd = os.path.abspath(bundle)
@@ -170,7 +169,7 @@ class Container:
             hooks.run(spec, "poststart", self._hook_state(spec, "running"), warn_only=True, log=log,
                       cwd=spec.bundle)
 
-    def _hook_state(self, spec: Spec, status: str) -> bytes:
+    def _hook_state(self, spec: "Spec", status: str) -> bytes:
         from .state import hook_state
         return hook_state(spec, self.id, status, self.state.pid)
 

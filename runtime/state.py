@@ -4,7 +4,6 @@ state.json is written once by `create` (atomically) and rewritten only by comman
 what it records. The status is never stored: it is derived each time from the init process
 (alive, same start time), the exec fifo (present = created) and the freezer (paused).
 """
-from __future__ import annotations
 
 import fcntl
 from . import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
@@ -87,9 +86,9 @@ class State:
     annotations: dict[str, str] = field(default_factory=dict)
     owner: str = ""
     oci_version: str = ""
-    cgroup: dict[str, Any] = field(default_factory=dict)
+    cgroup: "dict[str, Any]" = field(default_factory=dict)
     namespaces: dict[str, str] = field(default_factory=dict)  # type -> /proc/<pid>/ns path to join
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: "dict[str, Any]" = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return jsonlite.dumps({
