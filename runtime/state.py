@@ -5,7 +5,6 @@ what it records. The status is never stored: it is derived each time from the in
 (alive, same start time), the exec fifo (present = created) and the freezer (paused).
 """
 
-import fcntl
 from . import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
 import time
 from .records import field, record
@@ -13,7 +12,6 @@ TYPE_CHECKING = False  # typing costs milliseconds to import
 if TYPE_CHECKING:
     from typing import Any
 
-from . import jsonlite
 from .errors import ConfigError, ContainerNotFound, RuntimeFailure, os_error_text
 
 STATE_FILE = "state.json"
@@ -91,6 +89,7 @@ class State:
     extra: "dict[str, Any]" = field(default_factory=dict)
 
     def to_json(self) -> bytes:
+        from . import jsonlite
         return jsonlite.dumps({
             "ociVersion": self.oci_version, "id": self.id, "pid": self.pid, "bundle": self.bundle,
             "rootfs": self.rootfs, "created": self.created, "owner": self.owner,
@@ -103,6 +102,9 @@ class State:
     def from_json(cls, data: bytes) -> "State":
         """A ConfigError naming the field (file "state.json") when the file is not what create
         wrote (cut short, edited by hand): every command reads it, none may crash on it."""
+        # imported here, as everywhere in this module: its C scanner is a shared library (0.25 ms
+        # to load), and `delete --force` of a container already gone reads no state (issue 18)
+        from . import jsonlite
         try:
             d = jsonlite.loads(data)
         except ValueError as e:  # (UnicodeDecodeError is one)
@@ -183,6 +185,7 @@ class StateDir:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise ContainerNotFound(self.id) from None
+        import fcntl  # here: `state` and `kill` take no lock
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
 
@@ -229,6 +232,7 @@ def list_ids(root: str) -> list[str]:
 
 def hook_state(spec, container_id: str, status: str, pid: int) -> bytes:
     """The runtime-spec state object given to hooks and seccomp agents."""
+    from . import jsonlite
     return jsonlite.dumps({"ociVersion": spec.oci_version, "id": container_id, "status": status,
                            "pid": pid, "bundle": spec.bundle,
                            "annotations": spec.annotations}).encode()

@@ -21,7 +21,7 @@ import pytest
 
 from conftest import RUNP, TOP, Bundle, Runp, new_id
 
-HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "run")
+HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "delete --force", "run")
 
 # Needed by every hot-path command today (measured at 5c2977e): the JSON scanner (_json,
 # through runtime.jsonlite; the json package would bring re), file locks. Not os: the commands
@@ -117,6 +117,8 @@ def hot_imports(tmp_path_factory, rootfs_template) -> dict[str, dict[str, str]]:
         # containerd's shim, after every container exit (issue 18: it imported signal and enum)
         measure("kill --all", cid, "9")
         measure("delete", cid)
+        # and once more, as the shim does after every delete: the container is gone by then
+        measure("delete --force", cid)
         measure("run", "--bundle", str(true.path), cid2)
         yield out
     finally:
@@ -142,7 +144,7 @@ def test_hot_path_imports_only_allowed_modules(hot_imports, cmd):
 
 
 
-@pytest.mark.parametrize("cmd", ("state", "start", "kill", "kill --all", "delete"))
+@pytest.mark.parametrize("cmd", ("state", "start", "kill", "kill --all", "delete", "delete --force"))
 def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     """The commands callers make for every container do not load the cgroup manager (its
     import is ~0.5 ms of a ~9 ms call): delete removes the recorded directories through
@@ -154,6 +156,15 @@ def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     assert "runtime.rootless" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.rootless'})}"
     if cmd == "delete":
         assert "runtime.linux.cgroup_recorded" in mods, "delete removed no cgroup?"
+
+def test_delete_force_of_a_gone_container_reads_no_state(hot_imports):
+    """containerd's shim runs `delete --force ID` after each container's `delete` (two per pod):
+    with no state directory left, neither the lifecycle code nor the JSON scanner (a shared
+    library) is loaded (issue 18)."""
+    mods = hot_imports["delete --force"]
+    loaded = {"runtime.container", "runtime.jsonlite", "_json"} & set(mods)
+    assert not loaded, f"runp delete --force (container gone) imports {_explain(mods, loaded)}"
+
 
 def test_bench_quick_run(tmp_path):
     """hack/bench --quick --only run works end to end (and cleans up) within a minute."""
