@@ -154,6 +154,8 @@ def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     assert not loaded, f"runp {cmd} imports {_explain(mods, set(loaded))}"
     # nor the rootless policy: the CLI passes the root it chose (about 0.1 ms a module, issue 18)
     assert "runtime.rootless" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.rootless'})}"
+    # nor @record's module: State is a plain class (0.15 ms a call, issue 18)
+    assert "runtime.records" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.records'})}"
     if cmd == "delete":
         assert "runtime.linux.cgroup_recorded" in mods, "delete removed no cgroup?"
 
