@@ -47,7 +47,10 @@ class Container:
         st = self.state
         return st.pid > 0 and proc_start_time(st.pid) == st.start_time
 
-    def status(self) -> str:
+    def status(self, tell_paused: bool = True) -> str:
+        """created, running, paused or stopped (creating while a create is under way). Without
+        `tell_paused`, a paused container is "running": the freezer is not read, nor
+        cgroup_recorded imported (0.2 ms of a `kill` that would not use it)."""
         if not self.dir.exists():
             raise ContainerNotFound(self.id)
         if not os.path.exists(self.dir.file("state.json")):
@@ -56,7 +59,7 @@ class Container:
             return "stopped"
         if os.path.exists(self.dir.file(FIFO_FILE)):
             return "created"
-        if self.state.cgroup:
+        if tell_paused and self.state.cgroup:
             from .linux.cgroup_recorded import frozen  # not the whole cgroups package
             if frozen(self.state.cgroup):
                 return "paused"
@@ -175,7 +178,9 @@ class Container:
 
     # --- kill -------------------------------------------------------------------------------------
     def kill(self, sig: int, all_processes: bool = False) -> None:
-        status = self.status()
+        # paused matters only to the init's SIGKILL, which must thaw it (`podman stop`, a
+        # kubelet's StopContainer and `kill ID 0` probes send other signals first)
+        status = self.status(tell_paused=sig == _signal.SIGKILL and not all_processes)
         if all_processes:
             if status != "stopped" or self.state.cgroup:
                 self._kill_all(sig)

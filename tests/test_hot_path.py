@@ -98,17 +98,18 @@ def hot_imports(tmp_path_factory, rootfs_template) -> dict[str, dict[str, str]]:
     cid, cid2 = new_id("hot"), new_id("hot")
     out: dict[str, dict[str, str]] = {}
 
-    def measure(cmd: str, *args: str) -> None:
+    def measure(cmd: str, *args: str, label: str = "") -> None:
         p = traced(*cmd.split(), *args, env=env)
         mods = importtime(p.stderr.decode(errors="replace"))
         assert "runtime.cli" in mods, f"no import profile from runp {cmd}: {p.stderr[-300:]!r}"
-        out[cmd] = {m: by for m, by in mods.items() if m not in startup}
+        out[label or cmd] = {m: by for m, by in mods.items() if m not in startup}
 
     try:
         measure("create", "--bundle", str(sleeper.path), cid)
         measure("state", cid)
         measure("list")
         measure("start", cid)
+        measure("kill", cid, "0", label="kill 0")  # any signal but SIGKILL, e.g. podman stop's
         measure("kill", cid, "KILL")
         deadline = time.monotonic() + 10
         while json.loads(runp("state", cid).stdout)["status"] != "stopped":
@@ -158,6 +159,15 @@ def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     assert "runtime.records" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.records'})}"
     if cmd == "delete":
         assert "runtime.linux.cgroup_recorded" in mods, "delete removed no cgroup?"
+
+def test_kill_without_sigkill_reads_no_freezer(hot_imports):
+    """Only the init's SIGKILL acts on a paused container (it thaws it): `kill ID SIG` with any
+    other signal does not ask the freezer, nor load the module that would (issue 18)."""
+    mods = hot_imports["kill 0"]
+    assert "runtime.linux.cgroup_recorded" not in mods, \
+        f"runp kill ID 0 imports {_explain(mods, {'runtime.linux.cgroup_recorded'})}"
+    assert "runtime.linux.cgroup_recorded" in hot_imports["kill"], "kill ID KILL reads no freezer?"
+
 
 def test_delete_force_of_a_gone_container_reads_no_state(hot_imports):
     """containerd's shim runs `delete --force ID` after each container's `delete` (two per pod):
