@@ -4,7 +4,6 @@ A small hand-written parser instead of argparse: it costs nothing to import, and
 exactly as runc's (urfave/cli) does: `--flag value`, `--flag=value`, `-f value`, booleans,
 flags before or between positional arguments (but not after an exec command's first argument).
 """
-from __future__ import annotations
 
 import gc
 
@@ -356,13 +355,18 @@ def cmd_kill(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 
 def cmd_delete(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
-    from .container import Container
     from .errors import ContainerNotFound
+    from .state import StateDir
     force = bool(flags.get("force"))
     if not pos:
         raise UsageError('"delete" requires a minimum of 1 argument')
     rc = 0
     for cid in pos:
+        if force and not StateDir(root, cid).exists():  # (StateDir checks the id's format)
+            # containerd's shim runs `delete --force` once more after each container's delete
+            # (two per pod): the container is gone, and the lifecycle code need not be loaded
+            continue
+        from .container import Container
         try:
             Container(root, cid).delete(force=force)
         except ContainerNotFound:
