@@ -127,6 +127,9 @@ class Creator:
                             no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
                             extra_env=env, callers_stdio=self.foreground and not (
                                 spec.process is not None and spec.process.terminal))
+        if spec.linux.seccomp is not None and spec.process is not None:
+            from .linux.seccomp_cache import compiled  # on the host, before the fork
+            iopts.seccomp = compiled(spec.linux.seccomp, self.dir.root)
         # Through stage 1 the init is re-parented to us when stage 1 exits: `run` waits for
         # it, and a failed create can reap it (an unreaped zombie keeps its cgroup busy).
         lsys.set_child_subreaper()

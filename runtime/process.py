@@ -34,7 +34,10 @@ class Prepared:
     extra: dict = field(default_factory=dict)
 
 
-def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | None = None) -> Prepared:
+def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | None = None,
+            seccomp: object = None) -> Prepared:
+    """`seccomp`: linux.seccomp compiled by the runtime before it forked, on the host
+    (linux/seccomp_cache.compiled): the process only installs it."""
     from .linux import capabilities
 
     proc = process or spec.process
@@ -47,13 +50,9 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
     caps = capabilities.parse(proc.capabilities, warn=_drop)
     sc = spec.linux.seccomp
     listener = None
-    program = None
-    if sc is not None:
-        from .linux import seccomp
-        program = seccomp.build(sc)  # compiled now, while libseccomp is still reachable
-        if sc.get("listenerPath"):
-            listener = (sc["listenerPath"], sc.get("listenerMetadata", ""))
-    return Prepared(path, proc.args, env, proc, caps, program, listener)
+    if seccomp is not None and sc.get("listenerPath"):
+        listener = (sc["listenerPath"], sc.get("listenerMetadata", ""))
+    return Prepared(path, proc.args, env, proc, caps, seccomp, listener)
 
 
 def process_env(proc: Process | None, extra_env: list[str] | None = None) -> list[str]:
@@ -115,12 +114,9 @@ def preload(spec: Spec, terminal: bool) -> None:
     if terminal:
         import termios  # noqa: F401
         from . import console  # noqa: F401
-    if spec.linux.seccomp is not None:  # prepare() compiles the filter in the container
-        import ctypes  # noqa: F401  (seccomp(2) itself goes through ctypes)
-        import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
+    if spec.linux.seccomp is not None:  # install() (compiled by the runtime on the host)
+        import struct  # noqa: F401
         from .linux import seccomp as _sc  # noqa: F401
-        from .linux import sys as lsys
-        lsys.libc  # noqa: B018  (its ctypes.CDLL of libc, loaded now)
 
 
 def socket_activation_fds() -> int:
