@@ -108,7 +108,6 @@ def lookup(name: str, env: list[str], cwd: str) -> str:
 def preload(spec: Spec, terminal: bool) -> None:
     """Import now what exec_process() needs: it runs inside the container's mount namespace,
     where the host's Python (stdlib, site-packages, .so files) is out of reach."""
-    import resource  # noqa: F401  (rlimits)
     from .linux import capabilities, paths, procfs  # noqa: F401  (paths: open_program)
     lsm_enabled()  # asked on the host: after pivot_root /sys is the container's, or missing
     if terminal:
@@ -162,18 +161,18 @@ def set_oom_score_adj(value: int, file: str = "config.json") -> None:
 
 def set_rlimits(proc: Process) -> None:
     """A hard limit above the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
-    import resource
+    from .linux import sys as lsys
     for i, r in enumerate(proc.rlimits):
-        soft = resource.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
-        hard = resource.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
+        soft = lsys.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
+        hard = lsys.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
         try:
-            resource.setrlimit(r.resource, (soft, hard))
-        except (OSError, ValueError) as e:
-            now = resource.getrlimit(r.resource)[1]
+            lsys.setrlimit(r.resource, soft, hard)
+        except OSError as e:
+            now = lsys.getrlimit_hard(r.resource)
             raise RuntimeFailure(
                 f"config.json: process.rlimits[{i}]: cannot set {r.type} to {r.soft}:{r.hard} "
-                f"(hard limit now {'unlimited' if now == resource.RLIM_INFINITY else now}): "
-                f"{e}") from None
+                f"(hard limit now {'unlimited' if now == lsys.RLIM_INFINITY else now}): "
+                f"{e.strerror}") from None
 
 
 def own_stdio(uid: int, callers: bool = False) -> None:
