@@ -245,7 +245,6 @@ class Creator:
             rootless.join(self.cgroup, self.init_pid, self.spec.linux.resources)
         else:
             self.cgroup.add_pid(self.init_pid)
-        log.phase("cgroup join")
 
     def _cgroup_early(self) -> bool:
         """Join the cgroup early (in parallel with the rootfs work) unless there is a memory
@@ -272,6 +271,7 @@ class Creator:
                 if cgroup_wanted:
                     self._join_cgroup()
                     _ok(pipe)
+                    log.phase("cgroup join")  # (once the init has the answer it waits for)
                 if netdevs_wanted:
                     self._move_netdevs()
                     _ok(pipe)
@@ -285,6 +285,7 @@ class Creator:
                 if self.init_pid:
                     self._join_cgroup()
                     _ok(pipe)
+                    log.phase("cgroup join")
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
             elif kind == "cgroupmade":  # answered here, so after _make_cgroup
