@@ -153,6 +153,11 @@ class Mount:
     gid_mappings: list[IDMap] = field(default_factory=list)
     index: int = 0  # position in config.json "mounts", for error messages
 
+    def idmapped(self) -> bool:
+        """An idmapped mount is asked for (linux/idmapped.py makes it)."""
+        return bool(self.uid_mappings or self.gid_mappings) or (
+            "idmap" in self.options or "ridmap" in self.options)
+
 
 @record
 class Namespace:

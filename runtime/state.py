@@ -17,6 +17,8 @@ STATE_FILE = "state.json"
 FIFO_FILE = "exec.fifo"
 CONFIG_FILE = "config.json"
 CREATING_FILE = "creating.json"  # what a create in progress is about to make (create.py)
+# runp's own directory in the root, not a container: '@' is never part of an id (validate_id)
+CACHE_DIR = "@cache"  # compiled seccomp filters (linux/seccomp_cache.py)
 
 
 def validate_id(container_id: str) -> None:
@@ -230,7 +232,8 @@ class StateDir:
 
 def list_ids(root: str) -> list[str]:
     try:
-        return sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
+        return sorted(n for n in os.listdir(root)
+                      if n != CACHE_DIR and os.path.isdir(os.path.join(root, n)))
     except FileNotFoundError:
         return []
 

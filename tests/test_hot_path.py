@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import RUNP, TOP, Bundle, Runp, new_id
+from conftest import RUNP, TOP, Bundle, Runp, containers_in, new_id
 
 HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "delete --force", "run")
 
@@ -125,7 +125,7 @@ def hot_imports(tmp_path_factory, rootfs_template) -> dict[str, dict[str, str]]:
     finally:
         for c in (cid, cid2):
             runp("delete", "--force", c, check=False)
-        left = os.listdir(runp.root) if runp.root.exists() else []
+        left = containers_in(runp.root)
         assert not left, f"containers left behind: {left}"
 
 

@@ -65,9 +65,10 @@ def _create_killed_at(runp, bundle, cid: str, phase: str, stop_at: str | None = 
             if stop_at and not stopped and f"phase {stop_at}:".encode() in buf:
                 p.send_signal(signal.SIGSTOP)
                 stopped = True
+    finally:
+        # also when the phase never came: a stopped create would keep the state dir's lock
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
-    finally:
         os.close(rfd)
 
 
