@@ -162,13 +162,14 @@ def set_oom_score_adj(value: int, file: str = "config.json") -> None:
 def set_rlimits(proc: Process) -> None:
     """A hard limit above the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
     from .linux import sys as lsys
+    from .linux.arch import RLIMITS
     for i, r in enumerate(proc.rlimits):
         soft = lsys.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
         hard = lsys.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
         try:
-            lsys.setrlimit(r.resource, soft, hard)
+            lsys.setrlimit(RLIMITS[r.type], soft, hard)
         except OSError as e:
-            now = lsys.getrlimit_hard(r.resource)
+            now = lsys.getrlimit_hard(RLIMITS[r.type])
             raise RuntimeFailure(
                 f"config.json: process.rlimits[{i}]: cannot set {r.type} to {r.soft}:{r.hard} "
                 f"(hard limit now {'unlimited' if now == lsys.RLIM_INFINITY else now}): "

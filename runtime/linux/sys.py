@@ -157,7 +157,7 @@ def setdomainname(name: str) -> None:
     _check(_setdomainname(b, Long(len(b))), "setdomainname")
 
 
-_prlimit = function("prlimit")
+_prlimit = function("prlimit64")  # struct rlimit64: 64-bit limits on 32-bit arches too
 RLIM_INFINITY = (1 << 64) - 1
 
 
