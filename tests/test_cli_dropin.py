@@ -407,3 +407,19 @@ def test_extra_arguments_are_usage_errors(runtimes, tmp_path):
             assert p.returncode == 1 and b"requires exactly 0 argument" in p.stderr, \
                 (name, args, p.stderr)
         assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["delete", "a", "b"], b'"delete" requires exactly 1 argument(s)'),
+    (["delete"], b'"delete" requires exactly 1 argument(s)'),
+    (["state", "a", "b"], b'"state" requires exactly 1 argument(s)'),
+    (["start"], b'"start" requires exactly 1 argument(s)'),
+    (["kill"], b'"kill" requires a minimum of 1 argument(s)'),
+    (["kill", "a", "KILL", "x"], b'"kill" requires a maximum of 2 argument(s)'),
+])
+def test_argument_counts_as_runc(runtimes, args, words):
+    """runc's checkArgs: exit 1 with its words; runp used to delete every id it was given."""
+    for name, rt in both(runtimes):
+        p = rt(*args, check=False)
+        # (runc logs through logrus, its quotes escaped)
+        assert p.returncode == 1 and words in p.stderr.replace(b'\\"', b'"'), (name, p.stderr)
