@@ -20,7 +20,8 @@ TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "tests"))
 sys.path.insert(0, str(TOP))
 
-from conftest import base_config, build_rootfs, cgroup_roots, proc_alive  # noqa: E402,F401
+from conftest import (base_config, build_rootfs, cgroup_roots, containers_in,  # noqa: E402,F401
+                      proc_alive)
 
 PR_SET_CHILD_SUBREAPER = 36
 RUNP = str(TOP / ".venv" / "bin" / "runp")
@@ -146,7 +147,7 @@ class HostCheck:
     def leaks(self, cid: str | None = None, wait: float = 5.0) -> list[str]:
         """cid: that container's traces; None: any container's (and the shared parent cgroup)."""
         out = []
-        names = [cid] if cid else (os.listdir(self.root) if self.root.exists() else [])
+        names = [cid] if cid else containers_in(self.root)
         for n in names:
             if (self.root / n).exists():
                 out.append(f"state dir {self.root / n} left: {os.listdir(self.root / n)}")

@@ -4,7 +4,6 @@ A small hand-written parser instead of argparse: it costs nothing to import, and
 exactly as runc's (urfave/cli) does: `--flag value`, `--flag=value`, `-f value`, booleans,
 flags before or between positional arguments (but not after an exec command's first argument).
 """
-from __future__ import annotations
 
 import gc
 
@@ -259,8 +258,12 @@ def version_text() -> str:
 
 
 def _one_id(pos: list[str], cmd: str, extra: int = 0) -> str:
+    """The container id; runc's checkArgs words: exactly one argument, or (kill's signal) one
+    to 1 + extra."""
+    if not extra and len(pos) != 1:
+        raise UsageError(f'"{cmd}" requires exactly 1 argument(s)')
     if not pos:
-        raise UsageError(f'"{cmd}" requires a minimum of 1 argument')
+        raise UsageError(f'"{cmd}" requires a minimum of 1 argument(s)')
     if len(pos) > 1 + extra:
         raise UsageError(f'"{cmd}" requires a maximum of {1 + extra} argument(s)')
     return pos[0]
@@ -356,19 +359,21 @@ def cmd_kill(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 
 
 def cmd_delete(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
-    from .container import Container
     from .errors import ContainerNotFound
+    from .state import StateDir
     force = bool(flags.get("force"))
-    if not pos:
-        raise UsageError('"delete" requires a minimum of 1 argument')
-    rc = 0
-    for cid in pos:
-        try:
-            Container(root, cid).delete(force=force)
-        except ContainerNotFound:
-            if not force:
-                raise
-    return rc
+    cid = _one_id(pos, "delete")  # runc 1.1.5 takes exactly one id
+    if force and not StateDir(root, cid).exists():  # (StateDir checks the id's format)
+        # containerd's shim runs `delete --force` once more after each container's delete
+        # (two per pod): the container is gone, and the lifecycle code need not be loaded
+        return 0
+    from .container import Container
+    try:
+        Container(root, cid).delete(force=force)
+    except ContainerNotFound:
+        if not force:
+            raise
+    return 0
 
 
 def cmd_list(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
@@ -452,7 +457,7 @@ def cmd_check(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 def cmd_exec(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .exec import ExecOptions, exec_in
     if not pos:
-        raise UsageError('"exec" requires a minimum of 1 argument')
+        raise UsageError('"exec" requires a minimum of 1 argument(s)')
     pf = flags.get("preserve-fds", "0")
     if not str(pf).isdigit():
         raise UsageError(f"invalid value {pf!r} for flag --preserve-fds")
@@ -479,7 +484,7 @@ def cmd_features(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
 def cmd_ps(root: str, flags: dict, pos: list[str], gflags: dict) -> int:
     from .ps import ps
     if not pos:
-        raise UsageError('"ps" requires a minimum of 1 argument')
+        raise UsageError('"ps" requires a minimum of 1 argument(s)')
     return ps(root, pos[0], flags.get("format", "table"), pos[1:], sys.stdout)
 
 

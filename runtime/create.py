@@ -130,6 +130,9 @@ class Creator:
                             no_new_keyring=opts.no_new_keyring, cgroup_early=self._cgroup_early(),
                             extra_env=env, callers_stdio=self.foreground and not (
                                 spec.process is not None and spec.process.terminal))
+        if spec.linux.seccomp is not None and spec.process is not None:
+            from .linux.seccomp_cache import compiled  # on the host, before the fork
+            iopts.seccomp = compiled(spec.linux.seccomp, self.dir.root)
         # Through stage 1 the init is re-parented to us when stage 1 exits: `run` waits for
         # it, and a failed create can reap it (an unreaped zombie keeps its cgroup busy).
         lsys.set_child_subreaper()
@@ -254,7 +257,6 @@ class Creator:
             rootless.join(self.cgroup, self.init_pid, self.spec.linux.resources)
         else:
             self.cgroup.add_pid(self.init_pid)
-        log.phase("cgroup join")
 
     def _cgroup_early(self) -> bool:
         """Join the cgroup early (in parallel with the rootfs work) unless there is a memory
@@ -281,6 +283,7 @@ class Creator:
                 if cgroup_wanted:
                     self._join_cgroup()
                     _ok(pipe)
+                    log.phase("cgroup join")  # (once the init has the answer it waits for)
                 if netdevs_wanted:
                     self._move_netdevs()
                     _ok(pipe)
@@ -294,6 +297,7 @@ class Creator:
                 if self.init_pid:
                     self._join_cgroup()
                     _ok(pipe)
+                    log.phase("cgroup join")
                 else:  # the init asked before stage 1 told us its pid: answer on "pid"
                     cgroup_wanted = True
             elif kind == "cgroupmade":  # answered here, so after _make_cgroup

@@ -1,6 +1,5 @@
 """The errors runp reports: each becomes one line on stderr (and in --log) and exit status 1
 (255 from `exec`, as runc's: runtime/cli.py)."""
-from __future__ import annotations
 
 
 def json_type(val: object) -> str:

@@ -80,8 +80,12 @@ def exec_in(root: str, container_id: str, o: ExecOptions) -> int:
     from .process import note_ignored_labels
     note_ignored_labels(proc)
     _preload(spec, proc)
+    seccomp = None
+    if spec.linux.seccomp is not None:
+        from .linux.seccomp_cache import compiled  # on the host, before the fork
+        seccomp = compiled(spec.linux.seccomp, root)
     log.phase("parse")
-    ex = _Exec(c, spec, proc, o, subs)
+    ex = _Exec(c, spec, proc, o, subs, seccomp)
     if not o.detach:
         ex.hold_signals()
     try:
@@ -269,10 +273,11 @@ class _Exec:
     """One exec: owns the helper, the process and the fds until the process runs."""
 
     def __init__(self, c: Container, spec: Spec, proc: Process, o: ExecOptions,
-                 subs: dict[str, str]) -> None:
+                 subs: dict[str, str], seccomp: object = None) -> None:
         self.c = c
         self.spec = spec
         self.proc = proc
+        self.seccomp = seccomp  # linux.seccomp, compiled (linux/seccomp_cache.py)
         self.o = o
         self.subs = subs
         self.helper = 0   # the fork that joins the namespaces
@@ -297,7 +302,7 @@ class _Exec:
                 self.console_parent.close()
             _helper_main(self.c, self.spec, self.proc, InitPipe(child), console_fd, npass,
                          self.listen_fds, callers_stdio=not (self.o.detach or self.proc.terminal),
-                         file=self.o.process_file or "config.json")
+                         file=self.o.process_file or "config.json", seccomp=self.seccomp)
         self.helper = pid
         log.phase("fork")
         child.close()
@@ -491,7 +496,8 @@ class _Exec:
 # --- the forked side -----------------------------------------------------------------------------
 
 def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                 listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
+                 listen_fds: int, callers_stdio: bool = False, file: str = "config.json",
+                 seccomp: object = None) -> None:
     """Right after fork: become non-dumpable, drop runp's fds, join the namespaces, fork the
     process. Never returns."""
     from .init import _report, _reset_signals
@@ -515,7 +521,7 @@ def _helper_main(c: Container, spec: Spec, proc: Process, pipe, console_fd: int,
             code = 1
             try:
                 _process_main(spec, proc, pipe, console_fd, npass, listen_fds, callers_stdio,
-                              file)
+                              file, seccomp)
             except BaseException as e:  # noqa: BLE001
                 _report(pipe, e)
             finally:
@@ -592,7 +598,8 @@ def _become_root() -> None:
 
 
 def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
-                  listen_fds: int, callers_stdio: bool = False, file: str = "config.json") -> None:
+                  listen_fds: int, callers_stdio: bool = False, file: str = "config.json",
+                  seccomp: object = None) -> None:
     """The process, inside the container's namespaces: prepare as the init does, get into the
     cgroup, exec. Returns only by exception. `file` is the file errors name (--process)."""
     from . import process as cproc
@@ -604,7 +611,7 @@ def _process_main(spec: Spec, proc: Process, pipe, console_fd: int, npass: int,
     except OSError as e:
         raise RuntimeFailure(f'chdir to cwd ("{proc.cwd}") set in config.json failed: '
                              f"{(e.strerror or '').lower()}") from None
-    prepared = cproc.prepare(spec, extra_env, process=proc)
+    prepared = cproc.prepare(spec, extra_env, process=proc, seccomp=seccomp)
     prepared.callers_stdio = callers_stdio  # for process.own_stdio
     if proc.oom_score_adj is not None:
         cproc.set_oom_score_adj(proc.oom_score_adj, file)

@@ -94,6 +94,7 @@ class InitOptions:
         self.extra_env = extra_env or []
         self.host_fds = None  # linux.mount_sources.HostFds: set by stage 1 in a user namespace
         self.callers_stdio = callers_stdio  # process.own_stdio
+        self.seccomp = None  # linux.seccomp compiled on the host (linux/seccomp_cache.py)
 
 
 def forks_directly(spec: Spec) -> bool:
@@ -494,7 +495,7 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
         _wait_for_start_without_process(pipe, opts)
     from . import process as cproc
     try:
-        prepared = cproc.prepare(spec, opts.extra_env)
+        prepared = cproc.prepare(spec, opts.extra_env, seccomp=opts.seccomp)
     except RuntimeFailure as e:  # the program not found: runc's words, and the field they are
         # about (the phrase is kept whole: podman maps "executable file not found" to 127)
         if not str(e).startswith("unable to start container process: exec:"):

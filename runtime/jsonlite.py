@@ -4,7 +4,6 @@ The json package compiles regular expressions at import time (it imports re): ab
 every CLI call, where runc's whole `state` takes 5. The C scanner and encoder in _json do the
 real work either way; this module only supplies the bits json's Python layer would.
 """
-from __future__ import annotations
 
 import _json
 

@@ -3,7 +3,6 @@
 containerd and conmon read the JSON lines ({"level","msg","time"}) and report the last error,
 so every failure is logged there as well as printed on stderr.
 """
-from __future__ import annotations
 
 from . import oslite as os  # os minus its 1 ms import (runtime/oslite.py)
 import sys

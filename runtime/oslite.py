@@ -10,7 +10,6 @@ os.path has the few helpers those commands use, written as posixpath writes them
 imports this as `os` behaves the same and pays only where it needs more (create, run and exec
 load os anyway).
 """
-from __future__ import annotations
 
 import posix
 from posix import *  # noqa: F403  (os does the same)

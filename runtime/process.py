@@ -34,7 +34,10 @@ class Prepared:
     extra: dict = field(default_factory=dict)
 
 
-def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | None = None) -> Prepared:
+def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | None = None,
+            seccomp: object = None) -> Prepared:
+    """`seccomp`: linux.seccomp compiled by the runtime before it forked, on the host
+    (linux/seccomp_cache.compiled): the process only installs it."""
     from .linux import capabilities
 
     proc = process or spec.process
@@ -47,13 +50,9 @@ def prepare(spec: Spec, extra_env: list[str] | None = None, process: Process | N
     caps = capabilities.parse(proc.capabilities, warn=_drop)
     sc = spec.linux.seccomp
     listener = None
-    program = None
-    if sc is not None:
-        from .linux import seccomp
-        program = seccomp.build(sc)  # compiled now, while libseccomp is still reachable
-        if sc.get("listenerPath"):
-            listener = (sc["listenerPath"], sc.get("listenerMetadata", ""))
-    return Prepared(path, proc.args, env, proc, caps, program, listener)
+    if seccomp is not None and sc.get("listenerPath"):
+        listener = (sc["listenerPath"], sc.get("listenerMetadata", ""))
+    return Prepared(path, proc.args, env, proc, caps, seccomp, listener)
 
 
 def process_env(proc: Process | None, extra_env: list[str] | None = None) -> list[str]:
@@ -109,18 +108,14 @@ def lookup(name: str, env: list[str], cwd: str) -> str:
 def preload(spec: Spec, terminal: bool) -> None:
     """Import now what exec_process() needs: it runs inside the container's mount namespace,
     where the host's Python (stdlib, site-packages, .so files) is out of reach."""
-    import resource  # noqa: F401  (rlimits)
     from .linux import capabilities, paths, procfs  # noqa: F401  (paths: open_program)
     lsm_enabled()  # asked on the host: after pivot_root /sys is the container's, or missing
     if terminal:
         import termios  # noqa: F401
         from . import console  # noqa: F401
-    if spec.linux.seccomp is not None:  # prepare() compiles the filter in the container
-        import ctypes  # noqa: F401  (seccomp(2) itself goes through ctypes)
-        import seccomp as _scmp  # noqa: F401  (the libseccomp binding, a host .so)
+    if spec.linux.seccomp is not None:  # install() (compiled by the runtime on the host)
+        import struct  # noqa: F401
         from .linux import seccomp as _sc  # noqa: F401
-        from .linux import sys as lsys
-        lsys.libc  # noqa: B018  (its ctypes.CDLL of libc, loaded now)
 
 
 def socket_activation_fds() -> int:
@@ -166,18 +161,19 @@ def set_oom_score_adj(value: int, file: str = "config.json") -> None:
 
 def set_rlimits(proc: Process) -> None:
     """A hard limit above the current one needs CAP_SYS_RESOURCE on the host (rootless: never)."""
-    import resource
+    from .linux import sys as lsys
+    from .linux.arch import RLIMITS
     for i, r in enumerate(proc.rlimits):
-        soft = resource.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
-        hard = resource.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
+        soft = lsys.RLIM_INFINITY if r.soft >= 1 << 63 else r.soft
+        hard = lsys.RLIM_INFINITY if r.hard >= 1 << 63 else r.hard
         try:
-            resource.setrlimit(r.resource, (soft, hard))
-        except (OSError, ValueError) as e:
-            now = resource.getrlimit(r.resource)[1]
+            lsys.setrlimit(RLIMITS[r.type], soft, hard)
+        except OSError as e:
+            now = lsys.getrlimit_hard(RLIMITS[r.type])
             raise RuntimeFailure(
                 f"config.json: process.rlimits[{i}]: cannot set {r.type} to {r.soft}:{r.hard} "
-                f"(hard limit now {'unlimited' if now == resource.RLIM_INFINITY else now}): "
-                f"{e}") from None
+                f"(hard limit now {'unlimited' if now == lsys.RLIM_INFINITY else now}): "
+                f"{e.strerror}") from None
 
 
 def own_stdio(uid: int, callers: bool = False) -> None:

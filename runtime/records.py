@@ -4,7 +4,6 @@ dataclasses imports inspect (and with it ast and dis): about 10 ms, paid by ever
 A record takes its fields, in order, from the class annotations and their defaults from the
 class attributes; `field(default_factory=...)` gives each instance a fresh mutable default.
 """
-from __future__ import annotations
 
 
 class _Factory:

@@ -21,12 +21,12 @@ SUPPORTED_MAJOR = 1
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
+# the names config.md allows; their numbers vary by architecture (linux/arch.py RLIMITS)
+RLIMIT_NAMES = frozenset({
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
+    "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+})
 
 # --- small typed accessors: each raises ConfigError naming the path -----------------------------
 
@@ -93,7 +93,6 @@ class User:
 @record
 class Rlimit:
     type: str
-    resource: int
     soft: int
     hard: int
 
@@ -152,6 +151,11 @@ class Mount:
     uid_mappings: list[IDMap] = field(default_factory=list)  # of an idmapped mount
     gid_mappings: list[IDMap] = field(default_factory=list)
     index: int = 0  # position in config.json "mounts", for error messages
+
+    def idmapped(self) -> bool:
+        """An idmapped mount is asked for (linux/idmapped.py makes it)."""
+        return bool(self.uid_mappings or self.gid_mappings) or (
+            "idmap" in self.options or "ridmap" in self.options)
 
 
 @record
@@ -361,7 +365,7 @@ def _parse_process(proc: Any, path: str) -> Process:
         rp = f"{path}.rlimits[{i}]"
         _expect(r, dict, rp)
         typ = _get(r, "type", str, rp, required=True)
-        if typ not in RLIMITS:
+        if typ not in RLIMIT_NAMES:
             raise ConfigError(f"{rp}.type", f'unknown rlimit "{typ}"')
         if typ in seen:
             raise ConfigError(f"{rp}.type", f'duplicate rlimit "{typ}"')
@@ -370,7 +374,7 @@ def _parse_process(proc: Any, path: str) -> Process:
         hard = _uint(r, "hard", rp, required=True, bits=64)
         if soft > hard:
             raise ConfigError(rp, f"soft limit {soft} is greater than hard limit {hard}")
-        rlimits.append(Rlimit(typ, RLIMITS[typ], soft, hard))
+        rlimits.append(Rlimit(typ, soft, hard))
     caps = _get(proc, "capabilities", dict, path)
     _warn_windows_only(proc, path)
     oom = _get(proc, "oomScoreAdj", int, path)

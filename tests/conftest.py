@@ -216,6 +216,12 @@ def new_id(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def containers_in(root) -> list[str]:
+    """What is in a state root but runp's own cache of compiled seccomp filters."""
+    from runtime.state import CACHE_DIR
+    return [n for n in os.listdir(root) if n != CACHE_DIR] if os.path.exists(root) else []
+
+
 @pytest.fixture
 def runp(tmp_path):
     root = tmp_path / "state"
@@ -223,7 +229,7 @@ def runp(tmp_path):
     yield r
     leftovers = []
     if root.exists():
-        for cid in os.listdir(root):
+        for cid in containers_in(root):
             leftovers.append(cid)
             try:
                 pid = json.loads((root / cid / "state.json").read_text()).get("pid", 0)
@@ -234,7 +240,7 @@ def runp(tmp_path):
                 stat = Path(f"/proc/{pid}/stat").read_text()
                 if stat[stat.rfind(")") + 2] != "Z":
                     os.kill(pid, 9)
-        remaining = os.listdir(root)
+        remaining = containers_in(root)
         assert not remaining, f"containers survived force delete: {remaining}"
 
 

@@ -139,6 +139,14 @@ def test_table_matches_the_kernel_headers(name):
     ioctls = _cpp_values(triple, defines, ["asm/ioctls.h"],
                          {k: k for k in arch.IOCTLS[name]})
     assert ioctls == arch.IOCTLS[name]
+    rlimits = _cpp_values(triple, defines, ["asm/resource.h"],
+                          {k: k for k in arch.RLIMITS_OF[name]})
+    assert rlimits == arch.RLIMITS_OF[name]
+
+
+def test_rlimit_names_are_the_specs():
+    from runtime.spec import RLIMIT_NAMES
+    assert all(set(table) == RLIMIT_NAMES for table in arch.RLIMITS_OF.values())
 
 
 def test_audit_values_match_the_kernel_header():

@@ -238,6 +238,30 @@ def test_kill_signal_0_probes_liveness(runtimes, bundle):
             assert p.returncode == 1 and b"does not exist" in p.stderr, (name, sig, p.stderr)
 
 
+def test_shim_teardown_sequence(runtimes, bundle, tmp_path):
+    """What containerd's runc v2 shim runs to stop and remove a pod's container (traced for
+    issue 18): `kill ID 9`, `kill --all ID 9` once the init has exited, `delete ID`, and
+    `delete --force ID` once more when the shim itself is deleted. Each exits 0 and logs
+    nothing, the last one with the container long gone; an id that cannot be a container's is
+    still an error with --force."""
+    bundle.set_args("sleep", "1000")
+    for name, rt in both(runtimes):
+        log = tmp_path / f"{name}-log.json"
+        shim = ["--log", str(log), "--log-format", "json"]
+        cid = running(rt, bundle)
+        pid = rt.state(cid)["pid"]
+        rt(*shim, "kill", cid, "9")
+        wait_for(lambda: not proc_alive(pid), what=f"{name}'s init to exit")
+        for args in (["kill", "--all", cid, "9"], ["delete", cid], ["delete", "--force", cid]):
+            p = rt(*shim, *args, check=False)
+            assert (p.returncode, p.stdout, p.stderr) == (0, b"", b""), (name, args, p.stderr)
+        assert not log.exists() or log.read_text() == "", (name, log.read_text())
+        assert rt.ids() == [], name
+        p = rt("delete", "--force", "../x", check=False)
+        assert p.returncode == 1 and b"invalid container id format" in p.stderr.lower(), \
+            (name, p.stderr)
+
+
 # --- item 10: --log, --log-format, --debug on every command --------------------------------------
 
 # every command, with arguments that would let it run if the log could be opened
@@ -383,3 +407,19 @@ def test_extra_arguments_are_usage_errors(runtimes, tmp_path):
             assert p.returncode == 1 and b"requires exactly 0 argument" in p.stderr, \
                 (name, args, p.stderr)
         assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["delete", "a", "b"], b'"delete" requires exactly 1 argument(s)'),
+    (["delete"], b'"delete" requires exactly 1 argument(s)'),
+    (["state", "a", "b"], b'"state" requires exactly 1 argument(s)'),
+    (["start"], b'"start" requires exactly 1 argument(s)'),
+    (["kill"], b'"kill" requires a minimum of 1 argument(s)'),
+    (["kill", "a", "KILL", "x"], b'"kill" requires a maximum of 2 argument(s)'),
+])
+def test_argument_counts_as_runc(runtimes, args, words):
+    """runc's checkArgs: exit 1 with its words; runp used to delete every id it was given."""
+    for name, rt in both(runtimes):
+        p = rt(*args, check=False)
+        # (runc logs through logrus, its quotes escaped)
+        assert p.returncode == 1 and words in p.stderr.replace(b'\\"', b'"'), (name, p.stderr)

@@ -19,24 +19,26 @@ import time
 
 import pytest
 
-from conftest import RUNP, TOP, Bundle, Runp, new_id
+from conftest import RUNP, TOP, Bundle, Runp, containers_in, new_id
 from runtime.linux import arch
 
 GETPID = arch.number("getpid")
 
-HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "run")
+HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "delete --force", "run")
 
 # Needed by every hot-path command today (measured at 5c2977e): the JSON scanner (_json,
 # through runtime.jsonlite; the json package would bring re), file locks. Not os: the commands
 # made for every container use runtime.oslite (posix's functions; `import os` costs 1.0 ms).
+# Nor __future__: `from __future__ import annotations` imports that module (0.08-0.13 ms), so
+# the modules these commands load go without it (issue 18).
 COMMON = {
-    "__future__", "_json", "errno", "fcntl",
+    "_json", "errno", "fcntl",
     "gc",  # built in: the CLI turns the cyclic collector off (runtime/cli.py)
 }
 # create and run fork the init and talk to it: the init pipe (_socket + struct for fd passing,
 # not the socket module, whose enums cost milliseconds), syscalls (_ctypes through
 # runtime.linux.libc: the ctypes package costs 2 ms more), rlimits (resource); and os.
-SETUP = {"_socket", "_ctypes", "struct", "_struct", "resource",
+SETUP = {"__future__", "_socket", "_ctypes", "struct", "_struct", "resource",
          "math",  # math: the v2 cpu.weight conversion (C, cheap)
          "os", "stat", "_stat", "posixpath", "genericpath", "_collections_abc"}
 ALLOWED = {cmd: COMMON | (SETUP if cmd in ("create", "run") else set()) for cmd in HOT}
@@ -99,17 +101,18 @@ def hot_imports(tmp_path_factory, rootfs_template) -> dict[str, dict[str, str]]:
     cid, cid2 = new_id("hot"), new_id("hot")
     out: dict[str, dict[str, str]] = {}
 
-    def measure(cmd: str, *args: str) -> None:
+    def measure(cmd: str, *args: str, label: str = "") -> None:
         p = traced(*cmd.split(), *args, env=env)
         mods = importtime(p.stderr.decode(errors="replace"))
         assert "runtime.cli" in mods, f"no import profile from runp {cmd}: {p.stderr[-300:]!r}"
-        out[cmd] = {m: by for m, by in mods.items() if m not in startup}
+        out[label or cmd] = {m: by for m, by in mods.items() if m not in startup}
 
     try:
         measure("create", "--bundle", str(sleeper.path), cid)
         measure("state", cid)
         measure("list")
         measure("start", cid)
+        measure("kill", cid, "0", label="kill 0")  # any signal but SIGKILL, e.g. podman stop's
         measure("kill", cid, "KILL")
         deadline = time.monotonic() + 10
         while json.loads(runp("state", cid).stdout)["status"] != "stopped":
@@ -118,12 +121,14 @@ def hot_imports(tmp_path_factory, rootfs_template) -> dict[str, dict[str, str]]:
         # containerd's shim, after every container exit (issue 18: it imported signal and enum)
         measure("kill --all", cid, "9")
         measure("delete", cid)
+        # and once more, as the shim does after every delete: the container is gone by then
+        measure("delete --force", cid)
         measure("run", "--bundle", str(true.path), cid2)
         yield out
     finally:
         for c in (cid, cid2):
             runp("delete", "--force", c, check=False)
-        left = os.listdir(runp.root) if runp.root.exists() else []
+        left = containers_in(runp.root)
         assert not left, f"containers left behind: {left}"
 
 
@@ -143,7 +148,7 @@ def test_hot_path_imports_only_allowed_modules(hot_imports, cmd):
 
 
 
-@pytest.mark.parametrize("cmd", ("state", "start", "kill", "kill --all", "delete"))
+@pytest.mark.parametrize("cmd", ("state", "start", "kill", "kill --all", "delete", "delete --force"))
 def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     """The commands callers make for every container do not load the cgroup manager (its
     import is ~0.5 ms of a ~9 ms call): delete removes the recorded directories through
@@ -153,8 +158,28 @@ def test_small_commands_skip_the_cgroup_package(hot_imports, cmd):
     assert not loaded, f"runp {cmd} imports {_explain(mods, set(loaded))}"
     # nor the rootless policy: the CLI passes the root it chose (about 0.1 ms a module, issue 18)
     assert "runtime.rootless" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.rootless'})}"
+    # nor @record's module: State is a plain class (0.15 ms a call, issue 18)
+    assert "runtime.records" not in mods, f"runp {cmd} imports {_explain(mods, {'runtime.records'})}"
     if cmd == "delete":
         assert "runtime.linux.cgroup_recorded" in mods, "delete removed no cgroup?"
+
+def test_kill_without_sigkill_reads_no_freezer(hot_imports):
+    """Only the init's SIGKILL acts on a paused container (it thaws it): `kill ID SIG` with any
+    other signal does not ask the freezer, nor load the module that would (issue 18)."""
+    mods = hot_imports["kill 0"]
+    assert "runtime.linux.cgroup_recorded" not in mods, \
+        f"runp kill ID 0 imports {_explain(mods, {'runtime.linux.cgroup_recorded'})}"
+    assert "runtime.linux.cgroup_recorded" in hot_imports["kill"], "kill ID KILL reads no freezer?"
+
+
+def test_delete_force_of_a_gone_container_reads_no_state(hot_imports):
+    """containerd's shim runs `delete --force ID` after each container's `delete` (two per pod):
+    with no state directory left, neither the lifecycle code nor the JSON scanner (a shared
+    library) is loaded (issue 18)."""
+    mods = hot_imports["delete --force"]
+    loaded = {"runtime.container", "runtime.jsonlite", "_json"} & set(mods)
+    assert not loaded, f"runp delete --force (container gone) imports {_explain(mods, loaded)}"
+
 
 def test_bench_quick_run(tmp_path):
     """hack/bench --quick --only run works end to end (and cleans up) within a minute."""

@@ -67,7 +67,8 @@ def _create_killed_at(runp, bundle, cid: str, phase: str, stop_at: str | None = 
             if stop_at and not stopped and f"phase {stop_at}:".encode() in buf:
                 p.send_signal(signal.SIGSTOP)
                 stopped = True
-    finally:  # (also when the phase never came: a stopped create would hold its lock)
+    finally:
+        # also when the phase never came: a stopped create would keep the state dir's lock
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=30)
         os.close(rfd)
@@ -92,12 +93,9 @@ def test_killed_create_leaves_nothing(runp, bundle, phase):
         path = f"/runp-test-kill-{cid}"
         bundle.config["linux"]["cgroupsPath"] = path
         bundle.write()
-        # "ready" is the init's: create is stopped once the init needs nothing more from it
-        # (the init's "cgroup wait": it has the answer to its cgroup request; create's own
-        # "cgroup join" is logged before that answer is sent, and stopped there the init waited
-        # for it forever)
+        # "ready" is the init's: create is stopped at its last step before it ("cgroup join")
         _create_killed_at(runp, bundle, cid, phase,
-                          stop_at="cgroup wait" if phase == "ready" else None)
+                          stop_at="cgroup join" if phase == "ready" else None)
         time.sleep(0.2)  # an init whose "ready" found create gone exits: let it
         made = [d for d in _cgroup_dirs(path) if d.exists()]
         pids: set[int] = set()
@@ -175,8 +173,8 @@ def _assert_gone(runp, cid: str, init: int) -> None:
 
 
 def test_killed_create_gives_moved_net_devices_back(runp, bundle, veth):
-    """A create stopped once it moved a veth end into the container's namespace (the init
-    goes on once it has, to "cgroup wait") and killed when the init reported ready (so the init lives on, blocked on the exec fifo, with the
+    """A create stopped once it moved a veth end into the container's namespace and killed
+    when the init reported ready (so the init lives on, blocked on the exec fifo, with the
     device): `delete --force` moves the device back to the host with its name, addresses and up
     state, as a failed create does, before it kills the init. Before the fix creating.json did
     not name the device: delete killed the init and the kernel destroyed the veth pair with its
@@ -189,7 +187,9 @@ def test_killed_create_gives_moved_net_devices_back(runp, bundle, veth):
         bundle.config["linux"]["cgroupsPath"] = path
         bundle.config["linux"]["netDevices"] = {a: {"name": "ctr0"}}
         bundle.write()
-        _create_killed_at(runp, bundle, cid, "ready", stop_at="cgroup wait")  # (see above)
+        # stopped once the init has every answer it waits for (its own "cgroup wait", after
+        # the devices' move: create logs "net devices" before it answers)
+        _create_killed_at(runp, bundle, cid, "ready", stop_at="cgroup wait")
         _half_made(runp, cid)
         pids = {int(p) for d in _cgroup_dirs(path) for p in (d / "cgroup.procs").read_text().split()}
         if pids:

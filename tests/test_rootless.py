@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOP, make_traversable, new_id
+from conftest import TOP, containers_in, make_traversable, new_id
 from test_lifecycle import wait_for
 
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -108,7 +108,7 @@ def test_spec_rootless_bundle_runs_as_user(rootless_user, ubundle):
     root = rootless_user.runtime_dir / "runp"
     st = root.stat()
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (rootless_user.uid, 0o1700)
-    assert os.listdir(root) == []
+    assert containers_in(root) == []
 
 
 def test_lifecycle_as_user(rootless_user, ubundle):
@@ -163,7 +163,7 @@ def test_unmappable_ids_are_a_one_line_error(rootless_user, ubundle):
     # (bookworm's newuidmap: "uid range [0-1) -> [0-1) not allowed")
     assert err.startswith("config.json: linux.uidMappings: newuidmap: ") and \
         err.count("newuidmap") == 1, err
-    assert os.listdir(rootless_user.runtime_dir / "runp") == []
+    assert containers_in(rootless_user.runtime_dir / "runp") == []
 
 
 def _no_userns(c: dict, u) -> None:
@@ -192,7 +192,7 @@ def test_what_needs_root_is_a_one_line_error(rootless_user, ubundle, what, chang
     ubundle.write("true")
     err = one_line_error(rootless_user.runp_cmd("run", new_id("rl"), cwd=str(ubundle.path)))
     assert err.startswith(f"config.json: {field}"), err
-    assert os.listdir(rootless_user.runtime_dir / "runp") == []
+    assert containers_in(rootless_user.runtime_dir / "runp") == []
     assert not [p for p in rootless_user.processes() if _is_runp(p)]
 
 

@@ -1,6 +1,6 @@
 """Facts that vary by architecture, in one table: the numbers of the syscalls runp makes by
-number (and of those its tests make or watch: number()), the terminal ioctls it issues, each
-architecture's audit id (what a seccomp filter sees) and byte order.
+number (and of those its tests make or watch: number()), the terminal ioctls it issues, the
+rlimit resource numbers, each architecture's audit id (what a seccomp filter sees) and byte order.
 
 The running architecture is chosen once, at import, from os.uname().machine, the interpreter's
 word size and byte order (a 32-bit userland on a 64-bit kernel, e.g. armhf on an arm64
@@ -87,6 +87,19 @@ IOCTLS = {name: _PPC_MIPS_IOCTLS if name.startswith(("ppc", "mips")) else _GENER
 
 # (os.uname().machine, pointer bits, byte order) -> architecture. uname names the kernel's;
 # a 32-bit interpreter on a 64-bit kernel uses the 32-bit ABI (compat syscalls).
+# RLIMIT_* resource numbers (include/uapi/asm-generic/resource.h); mips numbers five of them
+# its own way (arch/mips/include/uapi/asm/resource.h). Names are config.md's.
+_GENERIC_RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+_MIPS_RLIMITS = {**_GENERIC_RLIMITS, "RLIMIT_NOFILE": 5, "RLIMIT_AS": 6, "RLIMIT_RSS": 7,
+                 "RLIMIT_NPROC": 8, "RLIMIT_MEMLOCK": 9}
+RLIMITS_OF = {name: _MIPS_RLIMITS if name.startswith("mips") else _GENERIC_RLIMITS
+              for name in ARCHES}
+
 _MACHINES = {
     ("x86_64", 64, "little"): "x86_64", ("x86_64", 32, "little"): "i386",
     ("i386", 32, "little"): "i386", ("i486", 32, "little"): "i386",
@@ -120,6 +133,7 @@ if NAME is not None:
     _col = _COLUMNS.index(NAME)
     NR = {call: numbers[_col] for call, numbers in SYSCALLS.items()}
     IOCTL = IOCTLS[NAME]
+    RLIMITS = RLIMITS_OF[NAME]
     AUDIT_ARCH = ARCHES[NAME][1]
 else:
     class _Unknown(dict):
@@ -132,6 +146,7 @@ else:
 
     NR = _Unknown()
     IOCTL = _Unknown()
+    RLIMITS = _Unknown()
     AUDIT_ARCH = 0
 BIG_ENDIAN = sys.byteorder == "big"
 

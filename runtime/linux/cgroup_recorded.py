@@ -8,7 +8,6 @@ tenth of a `state`, `kill` or `delete`, which callers make for every container. 
 dict is what cgroups.Manager.to_dict() wrote: {"paths": {controller: dir}, "unified": dir,
 "created": [dirs], ...}.
 """
-from __future__ import annotations
 
 import errno
 from .. import oslite as os  # os minus its 1 ms import (runtime/oslite.py)

@@ -25,10 +25,6 @@ from . import sys as lsys
 MOUNT_ATTR_IDMAP = 0x100000
 
 
-def wanted(m: Mount) -> bool:
-    return bool(m.uid_mappings or m.gid_mappings) or "idmap" in m.options or "ridmap" in m.options
-
-
 def kernel_supports() -> bool:
     """mount_setattr(2) is there (Linux 5.12, with MOUNT_ATTR_IDMAP): an empty attribute
     set on an invalid fd fails EBADF or EINVAL where it exists, ENOSYS where it does not."""

@@ -81,7 +81,7 @@ class SourceOpener:
             src = bind_source(m, spec.bundle)
             if src is not None:
                 self.indexes.append(m.index)
-                self.requests.append(_Request(src, m if idmapped.wanted(m) else None))
+                self.requests.append(_Request(src, m if m.idmapped() else None))
         self.sock, theirs = fdpass.socketpair()
         self.pid = os.fork()
         if self.pid == 0:

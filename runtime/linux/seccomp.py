@@ -370,22 +370,18 @@ def install(prog: Program | None) -> int | None:
     Needs no_new_privs already set or CAP_SYS_ADMIN: like runc, loading never sets
     no_new_privs itself (that is process.noNewPrivileges' job). The listener fd is
     close-on-exec; hand it to the runtime (which calls send_notify_fd) before exec.
+    Through linux/libc (_ctypes), not the ctypes package: nothing more to import in the init.
     """
     if prog is None:
         return None
-    import ctypes
+    import struct
 
-    from . import sys as _sys
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    buf = ctypes.create_string_buffer(prog.bpf, len(prog.bpf))
-    fprog = SockFprog(len(prog.bpf) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    ret = _sys.libc.syscall(ctypes.c_long(prog.nr), ctypes.c_uint(_SECCOMP_SET_MODE_FILTER),
-                            ctypes.c_uint(prog.flags), ctypes.byref(fprog))
+    from . import libc
+    insns = libc.buffer(prog.bpf)
+    fprog = libc.buffer(struct.pack("@HP", len(prog.bpf) // 8, libc.address(insns)))
+    ret = libc.syscall(prog.nr, _SECCOMP_SET_MODE_FILTER, prog.flags, fprog)
     if ret == -1:
-        err = ctypes.get_errno()
+        err = libc.get_errno()
         raise OSError(err, f"loading seccomp filter: {os.strerror(err)}")
     return ret if prog.notify else None
 

@@ -38,6 +38,9 @@ class RootlessPodman:
     def runtime_state(self) -> list[str]:
         """What the runtime keeps in its default root (podman never passes --root)."""
         d = self.user.runtime_dir / self.runtime
+        if self.runtime == "runp":  # but its compiled seccomp filters (runtime/state.py)
+            from runtime.state import CACHE_DIR
+            return sorted(n for n in os.listdir(d) if n != CACHE_DIR) if d.is_dir() else []
         return sorted(os.listdir(d)) if d.is_dir() else []
 
 
