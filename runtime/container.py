@@ -308,23 +308,39 @@ class Container:
     def _destroy_half_made(self) -> None:
         """A create killed before it saved state.json (we hold the lock, so it is gone): its
         init may still run (blocked on the exec fifo, or on its way out) in the cgroup the
-        create recorded it would make. Kill what is in there and remove what was made."""
+        create recorded it would make. Move the network devices it moved in back to the host
+        while the init's namespace still holds them, kill what is in the cgroup, and remove
+        what was made: the cgroup, the resctrl group."""
         from . import jsonlite
         try:
             with open(self.dir.file(CREATING_FILE), "rb") as f:
-                cg = jsonlite.loads(f.read())["cgroup"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # killed before it made any cgroup: its processes exit on their own
+                made = jsonlite.loads(f.read())
+        except (OSError, ValueError):
+            return  # killed before it made anything: its processes exit on their own
+        if not isinstance(made, dict):
+            return
+        if made.get("netdevices"):
+            _move_netdevs_back(made["netdevices"])
+        if made.get("cgroup"):
+            self._remove_half_made_cgroup(made["cgroup"])
+        if made.get("intel_rdt"):
+            from .linux.intelrdt import remove
+            try:
+                remove(made["intel_rdt"])
+            except OSError as e:
+                log.warning(f"remove resctrl group: {e}")
+
+    def _remove_half_made_cgroup(self, cg: dict) -> None:
         from .linux import cgroups
         from .linux.cgroup_recorded import remove_recorded
-        mgr = cgroups.Manager.from_dict(cg)
         try:
+            mgr = cgroups.Manager.from_dict(cg)
             # only a cgroup this create made is ours to empty: one that existed before may hold
             # another container's processes (create was killed before it checked)
             if mgr.exists() and all(d in (cg.get("created") or []) for d in mgr.dirs()):
                 mgr.kill_all(_signal.SIGKILL)
             remove_recorded(cg)
-        except (OSError, RuntimeFailure) as e:
+        except (OSError, RuntimeFailure, KeyError, TypeError) as e:
             log.warning(f"remove cgroup: {e}")
 
     # --- pause / resume ---------------------------------------------------------------------------
@@ -342,3 +358,23 @@ class Container:
         if self.status() != "paused":
             raise RuntimeFailure(f"container {self.id} is not paused")
         self.cgroup().thaw()
+
+
+def _move_netdevs_back(rec: dict) -> None:
+    """linux.netDevices of a half-made container back to the host, with their names,
+    addresses and up state, as a failed create moves them back: only while the init that
+    create recorded still holds their namespace (once it is gone, the kernel has destroyed the
+    virtual devices and returned the physical ones already)."""
+    try:
+        pid, start, moved = rec["pid"], rec["start_time"], rec["moved"]
+        fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except (OSError, KeyError, TypeError):
+        return
+    try:
+        if proc_start_time(pid) != start:  # (checked after the open: the pid was not reused)
+            return
+        from .linux import netdevices
+        for problem in netdevices.move_back(fd, [netdevices.Moved(*m) for m in moved]):
+            log.warning(problem)
+    finally:
+        os.close(fd)

@@ -73,6 +73,7 @@ class Creator:
         self.netns_fd = -1  # the container's network namespace, while devices may go back
         self.netdevs: list = []  # linux.netdevices.Moved: devices moved in (linux.netDevices)
         self.rdt: dict | None = None  # the resctrl group (linux.intelRdt), see intelrdt.apply
+        self.creating: dict = {}  # what CREATING_FILE says was made (_record_creating)
         from .rootless import rootless_cgroups
         self.rootless_cgroups = rootless_cgroups(opts.rootless)  # do without a cgroup not ours
 
@@ -107,12 +108,14 @@ class Creator:
         log.phase("handshake")
         if self.spec.linux.intel_rdt is not None:  # before start: the process runs in it
             from .linux import intelrdt
+            self._record_creating("intel_rdt", intelrdt.planned(self.spec.linux.intel_rdt, self.id))
             self.rdt = intelrdt.apply(self.spec.linux.intel_rdt, self.id, self.init_pid)
+            self._record_creating("intel_rdt", self.rdt)  # (exact: what apply found made)
         self._delegate_cgroup()
         if console_parent is not None:
             from .console import recv_master
             self.console_master, _ = recv_master(console_parent)
-        self._finish()
+        self._finish(pipe)
 
     def _fork(self):
         """Fork the init (direct) or stage 1; our end of the init pipe."""
@@ -223,8 +226,17 @@ class Creator:
         from .linux.cgroup_recorded import planned
         if self.cgroup.scope is not None:  # systemd: nothing is made before the scope starts
             return
-        rec = {**self.cgroup.to_dict(), "created": planned(self.cgroup.dirs())}
-        write_atomic(self.dir.file(CREATING_FILE), _dump({"cgroup": rec}), 0o600)
+        self._record_creating("cgroup", {**self.cgroup.to_dict(),
+                                         "created": planned(self.cgroup.dirs())})
+
+    def _record_creating(self, key: str, rec) -> None:
+        """Write down, in the state dir (CREATING_FILE), what this create made or is about to
+        make outside it: the cgroup, the devices moved into the container's network namespace
+        (with the init whose namespace holds them), the resctrl group. A `delete` after this
+        process was killed before state.json (container.Container._destroy_half_made) undoes
+        them from this record alone."""
+        self.creating[key] = rec
+        write_atomic(self.dir.file(CREATING_FILE), _dump(self.creating), 0o600)
 
     def _delegate_cgroup(self) -> None:
         """The cgroup to the container's user where the spec says so (cgroup_owner); once the
@@ -315,7 +327,12 @@ class Creator:
         device with its namespace)."""
         from .linux import netdevices
         self.netns_fd = os.open(f"/proc/{self.init_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        try:
+            netdevices.move_in(self.spec.linux.net_devices, self.netns_fd, self.netdevs)
+        finally:  # (a kill during the moves kills the init too: its namespace takes them)
+            self._record_creating("netdevices", {
+                "pid": self.init_pid, "start_time": proc_start_time(self.init_pid),
+                "moved": [[m.host_name, m.index, m.was_up] for m in self.netdevs]})
         log.phase("net devices")
 
     def _send_seccomp_fd(self, pipe) -> None:
@@ -335,11 +352,12 @@ class Creator:
             hooks.run(self.spec, "createRuntime", state, cwd=self.spec.bundle)
         return state
 
-    def _finish(self) -> None:
+    def _finish(self, pipe) -> None:
         from .linux.namespaces import ns_paths
         spec, d = self.spec, self.dir
         start = proc_start_time(self.init_pid)
         if start is None:
+            self._init_verdict(pipe)  # why, if it said so
             raise RuntimeFailure("container init exited during setup")
         lx = spec.linux
         st = State(id=self.id, pid=self.init_pid, bundle=spec.bundle, rootfs=spec.root_path,
@@ -355,6 +373,7 @@ class Creator:
         if self.host_ns_root is not None:  # the bind the init made; delete detaches it
             from .linux.mounts import top_mount_id
             st.extra["host_rootfs_mount"] = top_mount_id(spec.root_path)
+        self._init_verdict(pipe)
         d.save(st)
         log.phase("state saved")
         if self.opts.pidfd_socket:
@@ -373,6 +392,14 @@ class Creator:
             s.close()
         self.socks = []
         d.unlock()
+
+    def _init_verdict(self, pipe) -> None:
+        """After "ready" the init drops its privileges (init.init_main) while we record the
+        state; it closes the init pipe once done, or says why it could not: then create fails,
+        as runc's does."""
+        kind, payload = pipe.recv()
+        if kind == "error":
+            raise RuntimeFailure(payload)
 
     def cleanup(self) -> None:
         for s in self.socks:

@@ -3,7 +3,8 @@
 Shared by the container init and `runp exec`. The order matters for security:
 fds closed and cwd checked (CVE-2024-21626) -> rlimits -> seccomp (only here if
 noNewPrivileges is false: loading it needs CAP_SYS_ADMIN) -> capabilities around the uid switch
--> no_new_privs -> seccomp (as late as possible) -> execve.
+-> no_new_privs -> seccomp (as late as possible) -> execve. The container init does all but the
+execve before it waits for `start` (drop_privileges, then exec_dropped), as runc's does.
 """
 from __future__ import annotations
 
@@ -30,7 +31,6 @@ class Prepared:
     rlimits_applied: bool = False  # the container init sets them before "ready"
     stdio_owned: bool = False  # the container init re-owns its stdio before "ready" too
     callers_stdio: bool = False  # fds 0-2 are runp's caller's own (foreground, no terminal)
-    bounding_dropped: bool = False  # the container init drops it while `start` is to come
     extra: dict = field(default_factory=dict)
 
 
@@ -228,19 +228,31 @@ def switch_user(proc: Process) -> None:
         # setgroups is denied in a user namespace whose /proc/<pid>/setgroups is "deny"
         if groups:
             raise
-    os.setresgid(u.gid, u.gid, u.gid)
-    os.setresuid(u.uid, u.uid, u.uid)
+    for name, value, setter in (("gid", u.gid, os.setresgid), ("uid", u.uid, os.setresuid)):
+        try:
+            setter(value, value, value)
+        except OSError as e:
+            if e.errno != 22:  # EINVAL: the id is not mapped in our user namespace
+                raise
+            raise RuntimeFailure(f"process.user.{name}: unable to setup user: cannot set {name} "
+                                 f"{value} to unmapped user in user namespace") from None
 
 
 def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
                  keep: set[int] | frozenset[int] = frozenset(), report=None,
                  by_fd: bool = False, before_exec=None) -> None:
-    """Drop privileges and exec; runs after `start`. Never returns.
-    `keep`: close-on-exec fds that stay open until the exec (runp exec's pipe); `report` is
-    called with the message if execve itself fails; `by_fd`: run the checked file itself
-    (Program.exec), for `runp exec`, where a process in the container may race the check;
-    `before_exec`: called once every privilege is dropped and seccomp is loaded, right before
-    the execve (the startContainer hooks run there, as in runc's init)."""
+    """Drop privileges and exec (`runp exec`). Never returns. See drop_privileges and
+    exec_dropped for the arguments."""
+    program = drop_privileges(p, console_slave, preserve_fds, keep)
+    exec_dropped(p, program, report, by_fd, before_exec)
+
+
+def drop_privileges(p: Prepared, console_slave: int | None, preserve_fds: int,
+                    keep: set[int] | frozenset[int] = frozenset()) -> Program | OSError:
+    """Everything before the execve: the terminal, the fds, the cwd, the program checked (the
+    file itself, or the OSError execve would raise), umask, LSM label, then the credentials
+    and seccomp. `keep`: close-on-exec fds that stay open until the exec (runp exec's pipe;
+    the init's exec fifo and init pipe)."""
     from .linux import capabilities
     from .linux import sys as lsys
 
@@ -268,7 +280,6 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
         os.getcwd()  # ENOENT if the cwd is not reachable from our root
     except OSError:
         raise RuntimeFailure(f"process.cwd {proc.cwd} is outside the container root") from None
-    seccomp_on = p.seccomp is not None or p.seccomp_listener is not None
     program: Program | OSError
     try:
         program = open_program(p.path, p.args)  # (as root: the check must see every file)
@@ -284,14 +295,23 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
     if p.seccomp is not None and not proc.no_new_privileges:
         notify_fd = _load_seccomp(p)
     # an ambient capability that cannot be raised (not inheritable) is dropped, as runc does
-    capabilities.apply(p.caps, lambda: switch_user(proc), warn=_debug,
-                       bounding_dropped=p.bounding_dropped)
+    capabilities.apply(p.caps, lambda: switch_user(proc), warn=_debug)
     if proc.no_new_privileges:
         lsys.set_no_new_privs()
         if p.seccomp is not None:
             notify_fd = _load_seccomp(p)
     if notify_fd is not None:
         os.close(notify_fd)
+    return program
+
+
+def exec_dropped(p: Prepared, program: Program | OSError, report=None, by_fd: bool = False,
+                 before_exec=None) -> None:
+    """The execve, once drop_privileges is done. Never returns. `report` is called with the
+    message if execve itself fails; `by_fd`: run the checked file itself (Program.exec), for
+    `runp exec`, where a process in the container may race the check; `before_exec`: called
+    right before the execve, with every privilege dropped and seccomp loaded (the
+    startContainer hooks run there, as in runc's init)."""
     if before_exec is not None:
         before_exec()
     try:
@@ -299,7 +319,7 @@ def exec_process(p: Prepared, console_slave: int | None, preserve_fds: int,
             raise program
         env = dict(e.split("=", 1) for e in p.env)
         if by_fd:
-            program.exec(env, seccomp_on)
+            program.exec(env, p.seccomp is not None or p.seccomp_listener is not None)
         os.execve(p.path, p.args, env)
     except OSError as e:
         msg = f"runp: exec {p.args[0]}: {e.strerror}"

@@ -16,7 +16,7 @@ from .errors import ConfigError, ContainerNotFound, RuntimeFailure, os_error_tex
 STATE_FILE = "state.json"
 FIFO_FILE = "exec.fifo"
 CONFIG_FILE = "config.json"
-CREATING_FILE = "creating.json"  # what a create in progress is about to make (create.py)
+CREATING_FILE = "creating.json"  # what a create in progress made or is about to (create.py)
 # runp's own directory in the root, not a container: '@' is never part of an id (validate_id)
 CACHE_DIR = "@cache"  # compiled seccomp filters (linux/seccomp_cache.py)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from conftest import new_id
+from runtime.linux import arch
 from runtime.linux.capabilities import capset
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -109,8 +110,8 @@ def run(runp, bundle, cid, *args: str, extra: tuple[str, ...] = ()):
 NOTIF_RECV = 0xC0502100
 NOTIF_SEND = 0xC0182101
 USER_NOTIF_FLAG_CONTINUE = 1
-SYS_execve = 59
-SYS_execveat = 322  # runp runs the checked program through its fd (process.Program)
+SYS_execve = arch.number("execve")
+SYS_execveat = arch.number("execveat")  # runp runs the checked program through its fd (process.Program)
 
 
 class ExecGate:

@@ -20,6 +20,9 @@ import time
 import pytest
 
 from conftest import RUNP, TOP, Bundle, Runp, containers_in, new_id
+from runtime.linux import arch
+
+GETPID = arch.number("getpid")
 
 HOT = ("create", "state", "list", "start", "kill", "kill --all", "delete", "delete --force", "run")
 
@@ -261,7 +264,7 @@ def test_libc_calls_without_ctypes():
         "import os, sys, struct\n"
         f"sys.path.insert(0, {str(TOP)!r})\n"
         "from runtime.linux import libc, sys as lsys\n"
-        "assert libc.function('getpid')() == os.getpid() == libc.syscall(39)\n"
+        f"assert libc.function('getpid')() == os.getpid() == libc.syscall({GETPID})\n"
         "assert libc.function('close')(987654) == -1 and libc.get_errno() == 9\n"  # EBADF, int result
         "fd = os.open('/proc', os.O_RDONLY)\n"
         "buf = libc.buffer(120)\n"

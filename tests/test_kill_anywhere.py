@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from conftest import TOP, cgroup_roots, new_id, proc_alive
+from test_spec13_fields import (KEPT, _forget_kernfs_files, _host_view, _ip,  # noqa: F401
+                               resctrl, veth)  # (fixtures)
 
 SWEEP = TOP / "hack" / "kill-sweep"
 
@@ -152,3 +154,106 @@ def test_half_made_delete_spares_a_cgroup_it_did_not_make(runp, make_bundle):
         assert proc_alive(pid) and runp.state(owner)["status"] == "running"
     finally:
         runp("delete", "--force", owner, check=False)
+
+
+# --- what create makes besides the cgroup: linux.netDevices, linux.intelRdt ---------------------
+
+def _half_made(runp, cid: str) -> None:
+    d = Path(runp.root) / cid
+    assert d.is_dir() and not (d / "state.json").exists(), "create was not killed midway"
+
+
+def _assert_gone(runp, cid: str, init: int) -> None:
+    """delete removed the half-made container's state dir and killed its init."""
+    assert not (Path(runp.root) / cid).exists()
+    deadline = time.monotonic() + 10
+    while proc_alive(init) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not proc_alive(init)
+
+
+def test_killed_create_gives_moved_net_devices_back(runp, bundle, veth):
+    """A create stopped once it moved a veth end into the container's namespace and killed
+    when the init reported ready (so the init lives on, blocked on the exec fifo, with the
+    device): `delete --force` moves the device back to the host with its name, addresses and up
+    state, as a failed create does, before it kills the init. Before the fix creating.json did
+    not name the device: delete killed the init and the kernel destroyed the veth pair with its
+    namespace."""
+    bundle.config["process"]["args"] = ["sleep", "1000"]
+    for _attempt in range(10):
+        a, _ = veth()
+        cid = new_id("kill")
+        path = f"/runp-test-kill-{cid}"
+        bundle.config["linux"]["cgroupsPath"] = path
+        bundle.config["linux"]["netDevices"] = {a: {"name": "ctr0"}}
+        bundle.write()
+        # stopped once the init has every answer it waits for (its own "cgroup wait", after
+        # the devices' move: create logs "net devices" before it answers)
+        _create_killed_at(runp, bundle, cid, "ready", stop_at="cgroup wait")
+        _half_made(runp, cid)
+        pids = {int(p) for d in _cgroup_dirs(path) for p in (d / "cgroup.procs").read_text().split()}
+        if pids:
+            break
+        runp("delete", "--force", cid)  # killed before the init could send "ready": it exited
+    else:
+        raise AssertionError("10 kills all came before the init could say it was ready")
+    [init] = pids
+    try:
+        assert proc_alive(init) and not _ip("link", "show", a, check=False)
+        runp("delete", "--force", cid)
+        assert _host_view(a) == (True, KEPT)
+        _assert_gone(runp, cid, init)
+    finally:
+        if proc_alive(init):
+            os.kill(init, signal.SIGKILL)
+
+
+def _kill_self(*_args) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("where, clos", [("apply", None), ("after", None), ("apply", "gold")])
+def test_killed_create_removes_its_resctrl_group(runp, bundle, resctrl, where, clos):
+    """linux.intelRdt of a create killed inside intelrdt.apply (the group made, written and
+    joined; create had recorded only its plan) or right after it (the record of what apply
+    made): `delete` removes the group runp made, or with a closID group made by someone else
+    the MON group only, and kills the init. Before the fix creating.json did not name them and
+    they stayed. No resctrl here: the stand-in directory of test_spec13_fields, so the create
+    runs through the Python API in a child of ours, which SIGKILLs itself at that point."""
+    from runtime import Container
+    from runtime.linux import intelrdt
+    cid = new_id("kill")
+    if clos:
+        group = resctrl / clos
+        (group / "mon_groups").mkdir(parents=True)
+        bundle.config["linux"]["intelRdt"] = {"closID": clos, "enableMonitoring": True}
+    else:
+        group = resctrl / cid
+        bundle.config["linux"]["intelRdt"] = {"l3CacheSchema": "L3:0=7f0"}
+    bundle.set_args("sleep", "1000")
+    child = os.fork()
+    if child == 0:
+        try:
+            if where == "apply":  # the last step of apply: everything made
+                real = intelrdt.add_task
+                intelrdt.add_task = lambda rec, pid: (real(rec, pid), _kill_self())
+            else:  # the step of create after apply
+                from runtime.create import Creator
+                Creator._delegate_cgroup = _kill_self
+            Container.create(str(runp.root), cid, str(bundle.path))
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    _half_made(runp, cid)
+    joined = group / "mon_groups" / cid if clos else group
+    init = int((joined / "tasks").read_text())
+    try:
+        _forget_kernfs_files(joined)
+        runp("delete", cid)
+        assert not joined.exists()
+        assert group.is_dir() == bool(clos)  # a closID group is its maker's
+        _assert_gone(runp, cid, init)
+    finally:
+        if proc_alive(init):
+            os.kill(init, signal.SIGKILL)

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_traversable, new_id
+from runtime.linux import arch
 
 RUNC = shutil.which("runc")
 CRUN = shutil.which("crun")
@@ -271,7 +272,7 @@ def test_no_pivot_nested_mount_refused(runp, bundle, cid, tmp_path, fs, userns, 
 
 
 NS_GET_MNTNS_ID = (2 << 30) | (8 << 16) | (0xB7 << 8) | 0x5  # _IOR(0xb7, 5, __u64)
-SYS_listmount = 458
+SYS_listmount = arch.number("listmount")
 LSMT_ROOT = 0xFFFFFFFFFFFFFFFF
 
 

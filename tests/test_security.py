@@ -7,13 +7,17 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
+from conftest import new_id
+from runtime.linux import arch
 from runtime.linux.capabilities import CAPS, host_bounding
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -131,6 +135,91 @@ def test_capabilities_are_enforced(runp, bundle, cid):
     assert out.strip() == "1234"
 
 
+# --- the privilege drop happens at create, before the wait for start (as runc's) ---------------
+
+RUNC = shutil.which("runc")
+# what the created init shows of its credentials and filter (its main thread: runc's other
+# threads keep root's until its execve)
+DROPPED = ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+           "NoNewPrivs", "Seccomp", "Seccomp_filters")
+
+
+def _created_init(cmd: list[str], bundle, cid: str) -> tuple[dict[str, str], str]:
+    """(its /proc status lines of DROPPED, its cwd) of the init of a created container."""
+    subprocess.run(cmd + ["create", "-b", str(bundle.path), cid], check=True,  # (no pipes: the
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,  # container keeps them)
+                   stderr=subprocess.DEVNULL, timeout=60)
+    state = json.loads(subprocess.run(cmd + ["state", cid], check=True, capture_output=True,
+                                      timeout=30).stdout)
+    assert state["status"] == "created"
+    pid = state["pid"]
+    st = status_of(Path(f"/proc/{pid}/status").read_text())
+    return {k: st[k] for k in DROPPED}, os.readlink(f"/proc/{pid}/cwd")
+
+
+def test_created_init_has_dropped_privileges_as_runc(runp, bundle, tmp_path):
+    """Between create and start the init already has the process's uid, gids, capabilities,
+    no_new_privs, filter and cwd, as runc 1.1.5's init (finalizeNamespace and seccomp come
+    before the exec fifo in standard_init_linux.go): `start` then only wakes it for the execve.
+    runp dropped them only after start (0.46 ms from start's wake-up of the init to its
+    execve, runc's 0.21: the killsig race of runtime-tools)."""
+    proc = bundle.config["process"]
+    proc["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [5, 7]}
+    proc["noNewPrivileges"] = True
+    proc["cwd"] = "/tmp"
+    proc["capabilities"] = {k: ["CAP_KILL", "CAP_CHOWN"] for k in
+                            ("bounding", "effective", "permitted", "inheritable", "ambient")}
+    bundle.config["linux"]["seccomp"] = allow_but([{"names": ["mkdir", "mkdirat"],
+                                                    "action": "SCMP_ACT_ERRNO"}])
+    bundle.set_args("sleep", "1000")
+    cid = new_id()
+    try:
+        ours, cwd = _created_init(runp.cmd(), bundle, cid)
+    finally:
+        runp("delete", "--force", cid, check=False)
+    caps = hexcaps(mask(["CAP_KILL", "CAP_CHOWN"]))
+    assert ours == {"Uid": "1000\t1000\t1000\t1000", "Gid": "1000\t1000\t1000\t1000",
+                    "Groups": "5 7", **{k: caps for k in DROPPED if k.startswith("Cap")},
+                    "NoNewPrivs": "1", "Seccomp": "2", "Seccomp_filters": "1"}
+    assert cwd == "/tmp"
+    if RUNC is None:
+        pytest.skip("runc is not installed: runp's side checked alone")
+    runc = [RUNC, "--root", str(tmp_path / "runc-root")]
+    cid = new_id("runc")
+    try:
+        assert _created_init(runc, bundle, cid) == (ours, cwd)
+    finally:
+        subprocess.run(runc + ["delete", "--force", cid], capture_output=True, timeout=30)
+
+
+def test_privilege_drop_failure_fails_create_as_runc(runp, bundle, tmp_path):
+    """A uid the user namespace does not map cannot be switched to: create fails naming the
+    field, as runc's ("cannot set uid to unmapped user in user namespace"), and leaves nothing.
+    runp's create succeeded, and so did start, and the container was stopped at once ("runp:
+    Invalid argument" on its stderr)."""
+    from conftest import make_traversable
+    make_traversable(bundle.rootfs)
+    bundle.config["process"]["user"] = {"uid": 1000, "gid": 0}
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    bundle.set_args("sleep", "1000")
+    cid = new_id()
+    p = runp("create", "-b", str(bundle.path), cid, check=False)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.decode().strip().splitlines()[-1].endswith(
+        "process.user.uid: unable to setup user: cannot set uid 1000 to unmapped user in user "
+        "namespace"), p.stderr
+    assert cid not in runp.ids() and not (Path(runp.root) / cid).exists()
+    if RUNC is None:
+        pytest.skip("runc is not installed: runp's side checked alone")
+    runc = [RUNC, "--root", str(tmp_path / "runc-root")]
+    r = subprocess.run(runc + ["create", "-b", str(bundle.path), new_id("runc")],
+                       stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"cannot set uid to unmapped user in user namespace" in r.stderr
+
+
 def test_no_new_privs_blocks_file_capabilities(runp, bundle, cid):
     """A binary with file capabilities (cap_net_raw+ep) grants them to uid 1000 only without
     noNewPrivileges. (busybox drops setuid itself, so file capabilities show it instead.)"""
@@ -180,7 +269,7 @@ def test_seccomp_denies_mkdir_with_eperm(runp, bundle, cid, nnp):
                                       (errno.EXDEV, "Invalid cross-device link")])
 def test_seccomp_custom_errno_ret(runp, bundle, cid, ret, text):
     bundle.config["linux"]["seccomp"] = allow_but(
-        [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": ret}])
+        [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": ret}])
     code, _, err = run(runp, bundle, cid, "mkdir", "/tmp/d", ok=False)
     assert code == 1 and f"'/tmp/d': {text}" in err
 
@@ -331,7 +420,10 @@ def test_podman_default_profile_busybox_shell(runp, bundle, cid, uid, nnp):
 # struct seccomp_notif is 80 bytes, seccomp_notif_resp 24: _IOWR('!', 0|1, size)
 NOTIF_RECV = 0xC0502100
 NOTIF_SEND = 0xC0182101
-SYS_mkdir = 83
+# busybox's mkdir(2): the mkdir syscall where there is one, mkdirat elsewhere (aarch64)
+SYS_mkdir = arch.number("mkdir")
+if SYS_mkdir is None:
+    SYS_mkdir = arch.number("mkdirat")
 
 
 class Agent:
@@ -395,7 +487,7 @@ def test_seccomp_notify_agent_gets_fd_and_state(runp, bundle, cid, tmp_path):
         bundle.config["linux"]["seccomp"] = {
             "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(sock),
             "listenerMetadata": "agent-meta",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
         bundle.config["annotations"] = {"org.example": "yes"}
         bundle.set_args("sh", "-c", "mkdir /tmp/d || echo failed; sleep 100")
         runp("create", "-b", str(bundle.path), cid)
@@ -427,7 +519,7 @@ def test_seccomp_notify_answer_is_seen_by_the_process(runp, bundle, cid, tmp_pat
     try:
         bundle.config["linux"]["seccomp"] = {
             "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": str(sock),
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
         code, out, err = run(runp, bundle, cid, "sh", "-c", "mkdir /tmp/d; echo rc=$?", ok=False)
     finally:
         agent.close()

@@ -1,6 +1,6 @@
 """Facts that vary by architecture, in one table: the numbers of the syscalls runp makes by
-number, the terminal ioctls it issues, the rlimit resource numbers, each architecture's audit
-id (what a seccomp filter sees) and byte order.
+number (and of those its tests make or watch: number()), the terminal ioctls it issues, the
+rlimit resource numbers, each architecture's audit id (what a seccomp filter sees) and byte order.
 
 The running architecture is chosen once, at import, from os.uname().machine, the interpreter's
 word size and byte order (a 32-bit userland on a 64-bit kernel, e.g. armhf on an arm64
@@ -59,6 +59,20 @@ SYSCALLS = {
     "openat2":       (437, 437, 437, 437, 437, 437, 437, 5437, 4437),
     "faccessat2":    (439, 439, 439, 439, 439, 439, 439, 5439, 4439),
     "mount_setattr": (442, 442, 442, 442, 442, 442, 442, 5442, 4442),
+}
+
+# The syscalls runp's tests make or watch by number (a seccomp agent sees numbers, listmount has
+# no glibc 2.36 wrapper), in the same columns, so that the tests are right on every architecture
+# and checked with the rest. None: the architecture has no such call (the asm-generic ones,
+# aarch64 and riscv64, have mkdirat only). Not in NR: runp itself never makes them.
+TEST_SYSCALLS = {
+    #                x86_64 i386 aarch64 arm ppc64le s390x riscv64 mips64el mipsel
+    "getpid":        (39, 20, 172, 20, 20, 20, 172, 5038, 4020),
+    "execve":        (59, 11, 221, 11, 11, 11, 221, 5057, 4011),
+    "execveat":      (322, 358, 281, 387, 362, 354, 281, 5316, 4356),
+    "mkdir":         (83, 39, None, 39, 39, 39, None, 5081, 4039),
+    "mkdirat":       (258, 296, 34, 323, 287, 289, 34, 5248, 4289),
+    "listmount":     (458, 458, 458, 458, 458, 458, 458, 5458, 4458),   # Linux 6.8
 }
 
 # Terminal ioctls: _IOC() puts the direction in 2 bits at bit 30 with READ=2 WRITE=1
@@ -135,6 +149,18 @@ else:
     RLIMITS = _Unknown()
     AUDIT_ARCH = 0
 BIG_ENDIAN = sys.byteorder == "big"
+
+
+def number(call: str, name: str | None = None) -> int | None:
+    """The number of `call` (from either table) on architecture `name`, this machine's by
+    default; None where that architecture has no such call."""
+    if name is None:
+        if NAME is None:
+            raise RuntimeFailure(f"unsupported architecture {DESCRIPTION}: no number for {call}")
+        name = NAME
+    row = SYSCALLS[call] if call in SYSCALLS else TEST_SYSCALLS[call]
+    return row[_COLUMNS.index(name)]
+
 
 # AUDIT_ARCH_* (linux/audit.h) of every architecture a seccomp profile may name: libseccomp's
 # SCMP_ARCH_* tokens are these values, except X32, whose calls the kernel reports as x86_64

@@ -188,7 +188,7 @@ def drop_bounding(caps: CapSets | None) -> None:
 
 
 def apply(caps: CapSets | None, switch_user: Callable[[], None],
-          warn: Callable[[str], None] | None = None, bounding_dropped: bool = False) -> None:
+          warn: Callable[[str], None] | None = None) -> None:
     """Drop the bounding set, switch user keeping caps, then set E/P/I and the ambient set.
 
     Call in the container init, as (namespaced) root with CAP_SETPCAP, after everything that
@@ -197,8 +197,7 @@ def apply(caps: CapSets | None, switch_user: Callable[[], None],
     An ambient capability that cannot be raised (not in permitted and inheritable) raises
     OSError, or is reported through `warn` and skipped (runc only warns).
     """
-    if not bounding_dropped:
-        drop_bounding(caps)
+    drop_bounding(caps)
     _sys.prctl(_sys.PR_SET_KEEPCAPS, 1)
     switch_user()
     _sys.prctl(_sys.PR_SET_KEEPCAPS, 0)

@@ -98,19 +98,38 @@ def _write(root: str, file: str, data: str, path: str) -> None:
         raise ConfigError(path, f"write {file}: {e.strerror}{_last_cmd_status(root)}") from None
 
 
+def _group(root: str, rdt: IntelRdt, container_id: str) -> tuple[str, bool]:
+    """The group's directory, and whether apply makes it if it is missing (not the default
+    group, nor a closID given without schemata: that one must exist)."""
+    clos = rdt.clos_id or container_id
+    if clos == "/":
+        return root, False
+    return os.path.join(root, clos), not (rdt.clos_id and not schemata_lines(rdt))
+
+
+def planned(rdt: IntelRdt, container_id: str) -> dict:
+    """What apply is about to make, in the form of its record: create writes it down first
+    (CREATING_FILE), so that a `delete` after create was killed midway removes the group and
+    the MON group. Only a directory missing now is listed: one that exists is someone else's."""
+    root = _root(PATH)
+    group, makes = _group(root, rdt, container_id)
+    mon = os.path.join(group, "mon_groups", container_id)
+    return {"root": root, "path": group, "made": makes and not os.path.isdir(group),
+            "mon": mon if rdt.enable_monitoring and not os.path.isdir(mon) else ""}
+
+
 def apply(rdt: IntelRdt, container_id: str, pid: int) -> dict:
     """Put `pid` in the container's group, made and written as the spec says. Returns what
     delete and update need (kept in state.json); on error nothing made is left."""
     root = _root(PATH)
-    clos = rdt.clos_id or container_id
-    group = root if clos == "/" else os.path.join(root, clos)
+    group, makes = _group(root, rdt, container_id)
     lines = schemata_lines(rdt)
     made = False
     if rdt.clos_id and not lines:
         if not os.path.isdir(group):
             raise ConfigError(f"{PATH}.closID", f"resctrl group {group} does not exist (without "
                               "schemata it must have been made beforehand)")
-    elif clos != "/":
+    elif makes:
         try:
             os.mkdir(group, 0o755)
             made = True
