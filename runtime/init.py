@@ -515,8 +515,8 @@ def init_main(spec: Spec, pipe: InitPipe, opts: InitOptions, in_userns: bool) ->
     prepared.stdio_owned = True
     if prepared.seccomp is not None and prepared.seccomp_listener:
         _install_notify_filter(prepared, pipe)
-    if not opts.cgroup_early:
-        pipe.call("cgroup")  # join late: what this process allocated so far stays outside
+    # not joined early (a memory limit): the parent moves us once we have dropped privileges,
+    # below, so that what this process allocated so far stays charged outside (Creator.run)
     log.phase("ready")
     pipe.send("ready")
     # The whole privilege drop (cwd, bounding set, uid/gids, capabilities, no_new_privs,
