@@ -113,7 +113,7 @@ class Creator:
             # privileges, which it does right after "ready" while our parent process still
             # shares its pages, so every page it writes is a copy charged where it is: here,
             # to runp's cgroup. Joined before that, the smallest limit `run` of /bin/true
-            # got through went from 128 to 192 KiB in 2 of 6 bench rounds.
+            # got through went from 128 to 192 KiB in 3 of 9 bench samples (now 9 of 9 at 128).
             self._init_verdict(pipe)
             self._join_cgroup()
             log.phase("cgroup join")

@@ -232,7 +232,8 @@ def switch_user(proc: Process) -> None:
         try:
             setter(value, value, value)
         except OSError as e:
-            if e.errno != 22:  # EINVAL: the id is not mapped in our user namespace
+            import errno
+            if e.errno != errno.EINVAL:  # EINVAL: the id is not mapped in our user namespace
                 raise
             raise RuntimeFailure(f"process.user.{name}: unable to setup user: cannot set {name} "
                                  f"{value} to unmapped user in user namespace") from None
