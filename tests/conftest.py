@@ -161,6 +161,14 @@ def proc_alive(pid: int) -> bool:
     return stat[stat.rfind(")") + 2] != "Z"
 
 
+def mounted_with(path: Path) -> set[str]:
+    """Which of nodev and nosuid the file system holding path is mounted with (statvfs).
+    Device nodes made in a bundle there cannot be opened, and file capabilities and setuid bits
+    are ignored at exec: a hardened /tmp (pytest's basetemp) is mounted so, as are the VMs'."""
+    flags = os.statvfs(path).f_flag
+    return {name for name, bit in (("nodev", os.ST_NODEV), ("nosuid", os.ST_NOSUID)) if flags & bit}
+
+
 def cgroup_roots() -> list[str]:
     """Every cgroup hierarchy root the runtime may put a container in: the v1 hierarchies and
     the cgroup2 tree (all of it on a pure v2 host, the unified one on a hybrid host)."""
